@@ -1,0 +1,95 @@
+"""`python -m benchmark devices`: every backend, whether it is usable here, and what it offers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+from rcnn.device import all_adapters
+from rcnn.utils.env import torchvision_version
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list backends, cards, precisions and op kernels")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead")
+    p.add_argument(
+        "--no-preflight", action="store_true", help="skip running the tiny op preflight on cards"
+    )
+    p.set_defaults(func=run)
+
+
+def describe(preflight: bool = True) -> list[dict]:
+    rows = []
+    for adapter in all_adapters():
+        reason = adapter.unavailable_reason()
+        row = {
+            "backend": adapter.name,
+            "available": reason is None,
+            "why_not": reason,
+            "plugin": adapter.plugin,
+            "plugin_version": adapter.plugin_version() if adapter.plugin else None,
+            "dist_backend": adapter.dist_backend,
+            "visible_devices_env": adapter.visible_devices_env,
+            "cards": [],
+            "precisions": [],
+            "ops": {},
+        }
+        if reason is None:
+            row["cards"] = [
+                {"index": c.index, "name": c.name, "memory_mb": c.memory_mb}
+                for c in adapter.cards()
+            ]
+            row["precisions"] = list(adapter.supported_precisions())
+            if preflight:
+                row["ops"] = adapter.preflight(0)
+        rows.append(row)
+    return rows
+
+
+def _fmt_cards(cards: list[dict]) -> str:
+    if not cards:
+        return "-"
+    names = sorted({c["name"] for c in cards})
+    mem = cards[0]["memory_mb"]
+    mem_txt = f", {mem / 1024:.0f} GiB" if mem else ""
+    return f"{len(cards)} x {' / '.join(names)}{mem_txt}"
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ["backend", "status", "cards", "precisions", "dist", "ops (kernel|native)"]
+    body = []
+    for r in rows:
+        status = "available" if r["available"] else f"no: {r['why_not']}"
+        ops = ", ".join(f"{k}={v}" for k, v in r["ops"].items()) or "-"
+        body.append(
+            [
+                r["backend"],
+                status,
+                _fmt_cards(r["cards"]),
+                ",".join(r["precisions"]) or "-",
+                r["dist_backend"],
+                ops,
+            ]
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body, strict=False)]
+    lines = [
+        "  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip()
+        for row in [header, ["-" * w for w in widths], *body]
+    ]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = describe(preflight=not args.no_preflight)
+    versions = {"torch": torch.__version__, "torchvision": torchvision_version()}
+    if args.json:
+        print(json.dumps({"versions": versions, "backends": rows}, indent=2))
+        return 0
+    print(f"torch {versions['torch']}, torchvision {versions['torchvision'] or 'not importable'}")
+    for r in rows:
+        if r["plugin_version"]:
+            print(f"{r['plugin']} {r['plugin_version']}")
+    print(format_table(rows))
+    return 0

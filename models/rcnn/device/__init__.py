@@ -1,0 +1,15 @@
+"""Device adapters: the only place that knows which backend the code runs on."""
+
+from .base import PRECISIONS, CardInfo, DeviceAdapter, DeviceError
+from .registry import all_adapters, get_adapter, register, resolve
+
+__all__ = [
+    "PRECISIONS",
+    "CardInfo",
+    "DeviceAdapter",
+    "DeviceError",
+    "all_adapters",
+    "get_adapter",
+    "register",
+    "resolve",
+]

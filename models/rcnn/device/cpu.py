@@ -1,0 +1,78 @@
+"""The host CPU: always present, one "card", gloo for multi-process runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from .base import DeviceAdapter
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _status_kb(field: str) -> float | None:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    return None
+
+
+class CpuAdapter(DeviceAdapter):
+    name = "cpu"
+    dist_backend = "gloo"
+    is_accelerator = False
+
+    def unavailable_reason(self) -> str | None:
+        return None
+
+    def device_count(self) -> int:
+        return 1
+
+    def card_name(self, index: int) -> str:
+        return f"{_cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+    def card_memory_mb(self, index: int) -> float | None:
+        try:
+            return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+        except (ValueError, OSError, AttributeError):
+            return None
+
+    def torch_device(self, index: int | None = None) -> torch.device:
+        return torch.device("cpu")
+
+    def set_device(self, index: int) -> None:
+        pass
+
+    def synchronize(self, index: int | None = None) -> None:
+        pass  # CPU ops are synchronous
+
+    def reset_peak_memory(self, index: int | None = None) -> None:
+        # Linux resets the process's peak RSS (VmHWM) when "5" is written to clear_refs.
+        with contextlib.suppress(OSError):
+            Path("/proc/self/clear_refs").write_text("5")
+
+    def peak_memory_mb(self, index: int | None = None) -> float | None:
+        """Peak resident memory of this process (tensors and everything else) since the reset."""
+        peak = _status_kb("VmHWM")
+        return peak / 1024 if peak is not None else None
+
+    def supported_precisions(self) -> tuple[str, ...]:
+        # CPU autocast runs bf16 well; fp16 has no fast CPU kernels and tf32 is GPU math.
+        return ("fp32", "bf16")
+
+    def grad_scaler(self, precision: str) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler("cpu", enabled=False)
+
+    def environment(self) -> dict[str, str | None]:
+        return {"plugin": None, "plugin_version": None, "driver": None}

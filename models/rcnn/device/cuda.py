@@ -1,0 +1,67 @@
+"""NVIDIA GPUs through torch.cuda (also ROCm builds, which expose the same namespace)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import torch
+
+from .base import DeviceAdapter
+
+
+def _set_tf32(enabled: bool) -> None:
+    matmul = torch.backends.cuda.matmul
+    conv = torch.backends.cudnn.conv if hasattr(torch.backends.cudnn, "conv") else None
+    if hasattr(matmul, "fp32_precision") and conv is not None:
+        mode = "tf32" if enabled else "ieee"
+        matmul.fp32_precision = mode
+        conv.fp32_precision = mode
+    else:  # torch < 2.9
+        matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+
+
+class CudaAdapter(DeviceAdapter):
+    name = "cuda"
+    dist_backend = "nccl"
+    visible_devices_env = "CUDA_VISIBLE_DEVICES"
+    install_hint = (
+        "install a CUDA build of torch (pip install -r requirements.txt) on a host with an NVIDIA "
+        "driver, or use the NVIDIA image: docker/Dockerfile.cuda"
+    )
+
+    def supported_precisions(self) -> tuple[str, ...]:
+        supported = ["fp32", "fp16"]
+        if self.device_count() and torch.cuda.get_device_capability(0) >= (8, 0):
+            supported.append("tf32")  # TF32 tensor cores arrived with Ampere
+        if self.supports_bf16():
+            supported.append("bf16")
+        return tuple(p for p in ("fp32", "tf32", "fp16", "bf16") if p in supported)
+
+    def configure_precision(self, precision: str) -> None:
+        self.check_precision(precision)
+        # fp32 means IEEE fp32: TF32 stays off unless asked for, whatever torch's default is.
+        _set_tf32(precision == "tf32")
+
+    def environment(self) -> dict[str, str | None]:
+        driver = None
+        if shutil.which("nvidia-smi"):
+            try:
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                    check=False,
+                )
+                driver = out.stdout.splitlines()[0].strip() if out.stdout else None
+            except (OSError, subprocess.TimeoutExpired):
+                driver = None
+        cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+        return {
+            "plugin": None,
+            "plugin_version": None,
+            "driver": driver,
+            "runtime": f"cuda {torch.version.cuda}, cudnn {cudnn}",
+        }

@@ -1,0 +1,93 @@
+"""Find the adapter for a device spec: "auto", "cpu", "cuda", "cuda:1", "mlu", "npu:0", ..."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import torch
+
+from .base import DeviceAdapter, DeviceError
+from .cpu import CpuAdapter
+from .cuda import CudaAdapter
+from .mlu import MluAdapter
+from .mps import MpsAdapter
+from .npu import NpuAdapter
+from .plugin import PluginAdapter
+from .xpu import XpuAdapter
+
+# Order is the preference of "auto" among accelerators; cpu is the last resort.
+_ADAPTERS: dict[str, DeviceAdapter] = {
+    a.name: a
+    for a in (CudaAdapter(), MluAdapter(), NpuAdapter(), XpuAdapter(), MpsAdapter(), CpuAdapter())
+}
+
+
+def register(adapter: DeviceAdapter) -> None:
+    """Add (or replace) a backend; adding a vendor is adding one adapter."""
+    _ADAPTERS[adapter.name] = adapter
+
+
+def all_adapters() -> list[DeviceAdapter]:
+    return list(_ADAPTERS.values())
+
+
+def get_adapter(name: str) -> DeviceAdapter:
+    if name in _ADAPTERS:
+        return _ADAPTERS[name]
+    plugin = os.environ.get("RCNN_DEVICE_PLUGIN")
+    if plugin:
+        try:
+            importlib.import_module(plugin)
+        except Exception as err:
+            raise DeviceError(f"RCNN_DEVICE_PLUGIN={plugin} failed to import: {err}") from err
+    if hasattr(getattr(torch, name, None), "is_available"):
+        register(PluginAdapter(name, plugin))
+        return _ADAPTERS[name]
+    known = ", ".join(["auto", *_ADAPTERS])
+    raise DeviceError(
+        f"unknown device '{name}'; known: {known}. For another vendor's device, install its "
+        "PyTorch plug-in and set RCNN_DEVICE_PLUGIN to its module name"
+    )
+
+
+def _auto() -> DeviceAdapter:
+    acc = getattr(torch, "accelerator", None)
+    current = acc.current_accelerator() if acc is not None and acc.is_available() else None
+    if current is not None and current.type in _ADAPTERS:
+        return _ADAPTERS[current.type]
+    for adapter in _ADAPTERS.values():
+        if adapter.is_accelerator and adapter.is_available():
+            return adapter
+    return _ADAPTERS["cpu"]
+
+
+def _parse(spec: str) -> tuple[str, int | None]:
+    name, _, index = spec.strip().lower().partition(":")
+    if not index:
+        return name, None
+    if not index.isdigit():
+        raise DeviceError(f"bad device '{spec}': the card index after ':' must be a number")
+    return name, int(index)
+
+
+def resolve(spec: str = "auto", precision: str | None = None) -> tuple[DeviceAdapter, int]:
+    """Return (adapter, card index) for a spec, or raise DeviceError before any work.
+
+    With no index, a process started by torchrun takes card LOCAL_RANK, others card 0.
+    """
+    name, index = _parse(spec or "auto")
+    adapter = _auto() if name == "auto" else get_adapter(name)
+    adapter.require()
+    if index is None:
+        index = int(os.environ.get("LOCAL_RANK", 0)) if adapter.is_accelerator else 0
+    count = adapter.device_count()
+    if index >= count:
+        visible = adapter._visible_hint()
+        raise DeviceError(
+            f"device '{adapter.name}:{index}' requested but only {count} {adapter.name} "
+            f"card(s) are visible{visible}"
+        )
+    if precision is not None:
+        adapter.check_precision(precision)
+    return adapter, index
