@@ -1,0 +1,94 @@
+"""The CPU adapter, for real, on this machine."""
+
+import pytest
+import torch
+
+from rcnn.device import DeviceError, get_adapter, resolve
+
+
+def test_resolve_cpu_and_auto_fallback():
+    adapter, index = resolve("cpu")
+    assert (adapter.name, index) == ("cpu", 0)
+    assert adapter.torch_device(index) == torch.device("cpu")
+    auto, _ = resolve("auto")
+    expected = torch.accelerator.current_accelerator() if torch.accelerator.is_available() else None
+    assert auto.name == (expected.type if expected is not None else "cpu")
+
+
+def test_cpu_facts():
+    cpu = get_adapter("cpu")
+    assert cpu.is_available() and cpu.device_count() == 1
+    (card,) = cpu.cards()
+    assert card.memory_mb > 256 and card.name
+    assert cpu.dist_backend == "gloo" and cpu.visible_devices_env is None
+
+
+def test_index_past_card_count_is_refused():
+    with pytest.raises(DeviceError, match=r"'cpu:1' requested but only 1 cpu card"):
+        resolve("cpu:1")
+
+
+@pytest.mark.parametrize(
+    ("precision", "message"),
+    [
+        ("fp16", "not supported on cpu; this device supports fp32, bf16"),
+        ("tf32", "not supported on cpu"),
+        ("fp8", "unknown precision 'fp8'"),
+    ],
+)
+def test_unsupported_precision_is_refused_before_work(precision, message):
+    with pytest.raises(DeviceError, match=message):
+        resolve("cpu", precision)
+
+
+def test_bf16_autocast_runs_matmul_in_bf16():
+    cpu = get_adapter("cpu")
+    cpu.configure_precision("bf16")
+    a, b = torch.randn(8, 8), torch.randn(8, 8)
+    with cpu.autocast("bf16"):
+        assert (a @ b).dtype == torch.bfloat16
+    with cpu.autocast("fp32"):
+        assert (a @ b).dtype == torch.float32
+    assert not cpu.grad_scaler("bf16").is_enabled()
+
+
+def test_peak_memory_is_reset_and_measures_an_allocation():
+    cpu = get_adapter("cpu")
+    cpu.reset_peak_memory()
+    before = cpu.peak_memory_mb()
+    big = torch.ones(64 * 2**20 // 4 * 4)  # 256 MiB, touched
+    assert float(big[-1]) == 1.0
+    grown = cpu.peak_memory_mb()
+    assert grown - before > 200
+    del big
+    cpu.reset_peak_memory()
+    assert cpu.peak_memory_mb() < grown - 200  # the reset forgot the freed peak
+
+
+def test_manual_seed_reproduces():
+    cpu = get_adapter("cpu")
+    cpu.manual_seed(7)
+    a = torch.rand(4)
+    cpu.manual_seed(7)
+    assert torch.equal(a, torch.rand(4))
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "mlu",
+            "torch_mlu is not installed; use the Cambricon PyTorch image: docker/Dockerfile.mlu",
+        ),
+        ("npu:0", "torch_npu is not installed; use the Ascend PyTorch image"),
+        ("tpu", "unknown device 'tpu'; known: auto, cuda, mlu, npu"),
+        ("cpu:first", "the card index after ':' must be a number"),
+    ],
+)
+def test_absent_devices_fail_with_what_is_missing(spec, message):
+    if spec == "mlu" and get_adapter("mlu").is_available():
+        pytest.skip("a real MLU is present")
+    if spec == "npu:0" and get_adapter("npu").is_available():
+        pytest.skip("a real NPU is present")
+    with pytest.raises(DeviceError, match=message):
+        resolve(spec)
