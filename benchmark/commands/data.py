@@ -23,21 +23,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     synth = verbs.add_parser("synth", help="write a synthetic COCO-format set (JPEGs + jsons)")
     synth.add_argument("--out", required=True, help="root folder to write into")
     synth.add_argument("--images", type=int, required=True, help="number of train images")
-    synth.add_argument("--val-images", type=int, default=None,
-                       help="number of val images (default: a fifth of --images, at least 1)")
+    synth.add_argument(
+        "--val-images",
+        type=int,
+        default=None,
+        help="number of val images (default: a fifth of --images, at least 1)",
+    )
     synth.add_argument("--size", type=_size, default=(320, 320), help="image size WxH")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--classes", type=int, default=3,
-                       help=f"number of shape classes, 1..{len(SHAPE_NAMES)} "
-                            f"({', '.join(SHAPE_NAMES)})")
+    synth.add_argument(
+        "--classes",
+        type=int,
+        default=3,
+        help=f"number of shape classes, 1..{len(SHAPE_NAMES)} ({', '.join(SHAPE_NAMES)})",
+    )
     synth.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     val_images = args.val_images if args.val_images is not None else max(1, args.images // 5)
     try:
-        spec = SyntheticSpec(train_images=args.images, val_images=val_images, width=args.size[0],
-                             height=args.size[1], seed=args.seed, num_classes=args.classes)
+        spec = SyntheticSpec(
+            train_images=args.images,
+            val_images=val_images,
+            width=args.size[0],
+            height=args.size[1],
+            seed=args.seed,
+            num_classes=args.classes,
+        )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -46,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     for split, path in written.items():
         print(f"{split}: {path}")
-    print(f"wrote {spec.train_images} train + {spec.val_images} val images "
-          f"({spec.width}x{spec.height}, seed {spec.seed}) in {elapsed:.1f}s")
+    print(
+        f"wrote {spec.train_images} train + {spec.val_images} val images "
+        f"({spec.width}x{spec.height}, seed {spec.seed}) in {elapsed:.1f}s"
+    )
     return 0

@@ -35,7 +35,9 @@ def test_counts_and_valid_jpegs(synth_root: Path) -> None:
         coco = COCO(str(ann_file(synth_root, split)))
         assert len(coco.getImgIds()) == count
         assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == [
-            "circle", "square", "triangle"
+            "circle",
+            "square",
+            "triangle",
         ]
         files = sorted(img_dir(synth_root, split).glob("*.jpg"))
         assert len(files) == count
@@ -81,8 +83,22 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     data_command.add_parser(parser.add_subparsers(dest="verb"))
     args = parser.parse_args(
-        ["data", "synth", "--out", str(tmp_path), "--images", "5", "--size", "96x64",
-         "--seed", "3", "--val-images", "2", "--classes", "4"]
+        [
+            "data",
+            "synth",
+            "--out",
+            str(tmp_path),
+            "--images",
+            "5",
+            "--size",
+            "96x64",
+            "--seed",
+            "3",
+            "--val-images",
+            "2",
+            "--classes",
+            "4",
+        ]
     )
     assert args.func(args) == 0
     coco = COCO(str(ann_file(tmp_path, "val")))
@@ -90,6 +106,7 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert len(coco.getCatIds()) == 4
     assert coco.loadImgs(1)[0]["width"] == 96
     assert "wrote 5 train + 2 val images" in capsys.readouterr().out
-    bad = parser.parse_args(["data", "synth", "--out", str(tmp_path), "--images", "1",
-                             "--classes", "9"])
+    bad = parser.parse_args(
+        ["data", "synth", "--out", str(tmp_path), "--images", "1", "--classes", "9"]
+    )
     assert bad.func(bad) == 2

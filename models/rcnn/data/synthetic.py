@@ -86,8 +86,20 @@ def _shape_polygon(name: str, cx: float, cy: float, r: float, angle: float) -> n
     else:  # cross: 12-gon made of two bars of width r/2
         a, b = r * 0.316, r * 0.949  # half-width and half-length, so corners lie on radius r
         pts = np.array(
-            [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a),
-             (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)]
+            [
+                (-a, -b),
+                (a, -b),
+                (a, -a),
+                (b, -a),
+                (b, a),
+                (a, a),
+                (a, b),
+                (-a, b),
+                (-a, a),
+                (-b, a),
+                (-b, -a),
+                (-a, -a),
+            ]
         )
         c, s = math.cos(angle), math.sin(angle)
         rot = pts @ np.array([[c, s], [-s, c]])
@@ -196,24 +208,33 @@ def generate_split(spec: SyntheticSpec, root: str | Path, split: str) -> dict:
         file_name = f"{split}_{idx + 1:06d}.jpg"
         (folder / file_name).write_bytes(jpeg)
         image_id = idx + 1
-        images.append({"id": image_id, "file_name": file_name, "width": spec.width,
-                       "height": spec.height})
+        images.append(
+            {"id": image_id, "file_name": file_name, "width": spec.width, "height": spec.height}
+        )
         for obj in objects:
             poly = obj["polygon"]
             x0, y0 = poly.min(axis=0)
             x1, y1 = poly.max(axis=0)
-            annotations.append({
-                "id": len(annotations) + 1,
-                "image_id": image_id,
-                "category_id": obj["category_id"],
-                "bbox": [round(float(x0), 2), round(float(y0), 2),
-                         round(float(x1 - x0), 2), round(float(y1 - y0), 2)],
-                "area": round(_polygon_area(poly), 2),
-                "iscrowd": 0,
-                "segmentation": [[round(float(v), 2) for v in poly.reshape(-1)]],
-            })
-    categories = [{"id": i + 1, "name": SHAPE_NAMES[i], "supercategory": "shape"}
-                  for i in range(spec.num_classes)]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": obj["category_id"],
+                    "bbox": [
+                        round(float(x0), 2),
+                        round(float(y0), 2),
+                        round(float(x1 - x0), 2),
+                        round(float(y1 - y0), 2),
+                    ],
+                    "area": round(_polygon_area(poly), 2),
+                    "iscrowd": 0,
+                    "segmentation": [[round(float(v), 2) for v in poly.reshape(-1)]],
+                }
+            )
+    categories = [
+        {"id": i + 1, "name": SHAPE_NAMES[i], "supercategory": "shape"}
+        for i in range(spec.num_classes)
+    ]
     dataset = {
         "info": {"description": f"rcnn-bench synthetic shapes, seed {spec.seed}", "version": "1"},
         "images": images,
