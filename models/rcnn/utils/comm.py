@@ -1,0 +1,72 @@
+"""torch.distributed helpers; the collective backend comes from the device adapter."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from rcnn.device import DeviceAdapter
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(adapter: DeviceAdapter, index: int, timeout_s: int = 1800) -> bool:
+    """Join the process group torchrun set up (env://); a no-op for a single process."""
+    if not launched_by_torchrun() or is_dist():
+        return is_dist()
+    adapter.set_device(index)
+    # nccl/hccl/cncl want the process's own card; gloo ignores device_id
+    device_id = adapter.torch_device(index) if adapter.is_accelerator else None
+    dist.init_process_group(
+        backend=adapter.dist_backend,
+        init_method="env://",
+        timeout=datetime.timedelta(seconds=timeout_s),
+        device_id=device_id,
+    )
+    return True
+
+
+def barrier() -> None:
+    if is_dist() and get_world_size() > 1:
+        dist.barrier()
+
+
+def all_gather_objects(obj: Any) -> list[Any]:
+    if not is_dist() or get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def reduce_loss_dict(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Average each loss over ranks, for logging only (gradients are reduced by DDP)."""
+    if not is_dist() or get_world_size() == 1:
+        return losses
+    names = sorted(losses)
+    stacked = torch.stack([losses[k].detach() for k in names])
+    dist.all_reduce(stacked)
+    stacked /= get_world_size()
+    return dict(zip(names, stacked, strict=True))
