@@ -1,0 +1,216 @@
+"""Timing that a benchmark can be held to: synchronized, warm-up aware, real percentiles.
+
+One iteration is the wait for its batch (data time) followed by its compute. Iterations are
+back to back: each starts where the previous one ended, so the measured step times add up to
+exactly the wall time of the measured window, and throughput agrees with the step times.
+
+    timer = IterationTimer(lambda: adapter.synchronize(index), warmup=10)
+    for batch in timer.iterate(loader):        # times the wait for each batch, then syncs
+        loss = model(batch)                     # ... backward, optimizer step, or inference
+        timer.step_end(images=len(batch))       # syncs, closes the iteration
+    fields = summarize([timer.window()], latency=False)
+
+Every boundary is a device synchronize: one at `start()` and two per iteration (after the batch
+is ready, after the compute), so queued device work is never credited to the wrong side or lost.
+
+Percentiles interpolate linearly between order statistics (numpy's default, Hyndman-Fan type 7):
+the p-th percentile of n sorted values sits at rank (n - 1) * p / 100.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# A run that waits for data more than a fifth of its wall time measures its input pipeline, not
+# the device; the record says so with `data_bound`.
+DATA_BOUND_SHARE = 0.2
+
+PERCENTILES = (50, 90, 99)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), interpolated linearly between order statistics."""
+    if not values:
+        raise ValueError("percentile of no values")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    lo = int(rank)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+def distribution_ms(seconds: Sequence[float]) -> dict[str, float] | None:
+    """{mean, p50, p90, p99} in milliseconds, or None when nothing was measured."""
+    if not seconds:
+        return None
+    ms = [s * 1000.0 for s in seconds]
+    stats = {"mean": statistics.fmean(ms)}
+    stats.update({f"p{q}": percentile(ms, q) for q in PERCENTILES})
+    return stats
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    """Median and spread of repeats: min, max and the interquartile range (p75 - p25)."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "iqr": percentile(values, 75) - percentile(values, 25),
+    }
+
+
+@dataclass
+class Window:
+    """What one measured window holds: per-iteration times and the images they processed."""
+
+    warmup_iters: int
+    first_iter_s: float | None
+    measured_iters: int = 0  # per rank: gathering ranks' step times does not multiply it
+    images: int = 0
+    wall_s: float = 0.0
+    step_s: list[float] = field(default_factory=list)
+    data_s: list[float] = field(default_factory=list)
+    compute_s: list[float] = field(default_factory=list)
+
+
+class IterationTimer:
+    """Times a training or inference loop iteration by iteration; see the module docstring.
+
+    The first `warmup` iterations are timed but left out of every statistic; the very first
+    iteration's time (compilation, autotuning, caches) is kept apart as `first_iter_s`.
+    """
+
+    def __init__(
+        self,
+        synchronize: Callable[[], None],
+        warmup: int,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {warmup}")
+        self._sync = synchronize
+        self._clock = clock
+        self.warmup = warmup
+        self.iterations = 0  # warm-up included
+        self._first_iter_s: float | None = None
+        self._iter_start: float | None = None
+        self._data_end: float | None = None
+        self._window = Window(warmup_iters=0, first_iter_s=None)
+
+    def _now(self) -> float:
+        self._sync()
+        return self._clock()
+
+    def start(self) -> None:
+        """Open the first iteration; `iterate` calls it for you."""
+        self._iter_start = self._now()
+
+    def data_end(self) -> None:
+        """The batch is ready (on the device, if the loop moved it there): data time ends."""
+        if self._iter_start is None:
+            raise RuntimeError("IterationTimer.start() must be called before data_end()")
+        self._data_end = self._now()
+
+    def step_end(self, images: int) -> None:
+        """The iteration's compute is done: record it; the next iteration starts now."""
+        if self._data_end is None:
+            raise RuntimeError("IterationTimer.data_end() must be called before step_end()")
+        end = self._now()
+        step, data = end - self._iter_start, self._data_end - self._iter_start
+        if self.iterations == 0:
+            self._first_iter_s = step
+        self.iterations += 1
+        if self.iterations > self.warmup:
+            w = self._window
+            w.measured_iters += 1
+            w.images += images
+            w.wall_s += step  # iterations are contiguous, so their sum is the window's wall time
+            w.step_s.append(step)
+            w.data_s.append(data)
+            w.compute_s.append(end - self._data_end)
+        self._iter_start, self._data_end = end, None
+
+    def iterate(self, batches: Iterable[T]) -> Iterator[T]:
+        """Yield batches, timing the wait for each as data time; call `step_end` per batch."""
+        self.start()
+        for batch in batches:
+            self.data_end()
+            yield batch
+
+    def window(self) -> Window:
+        """This process's measured window so far."""
+        w = self._window
+        return Window(
+            warmup_iters=min(self.iterations, self.warmup),
+            first_iter_s=self._first_iter_s,
+            measured_iters=w.measured_iters,
+            images=w.images,
+            wall_s=w.wall_s,
+            step_s=list(w.step_s),
+            data_s=list(w.data_s),
+            compute_s=list(w.compute_s),
+        )
+
+
+def reduce_across_ranks(window: Window) -> Window:
+    """The global window of a multi-process run: images summed, the slowest rank's wall time,
+    every rank's per-iteration times gathered. Returns `window` unchanged when
+    torch.distributed is not initialised. Every rank must call it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return window
+    gathered: list[Window | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, window)
+    ranks = [w for w in gathered if w is not None]
+    firsts = [w.first_iter_s for w in ranks if w.first_iter_s is not None]
+    return Window(
+        warmup_iters=window.warmup_iters,
+        first_iter_s=max(firsts) if firsts else None,  # the cold start lasts until the last rank
+        measured_iters=window.measured_iters,
+        images=sum(w.images for w in ranks),
+        wall_s=max(w.wall_s for w in ranks),
+        step_s=[s for w in ranks for s in w.step_s],
+        data_s=[s for w in ranks for s in w.data_s],
+        compute_s=[s for w in ranks for s in w.compute_s],
+    )
+
+
+def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict:
+    """Record fields for one window or for repeats of the same measurement.
+
+    With repeats, throughput_img_s and data_time_share are medians over the repeats and
+    `throughput_spread` gives their median, min, max and IQR; measured_iters counts every
+    repeat's iterations (per rank); step-time and latency percentiles pool every repeat's
+    iterations; first_iter_s is the first repeat's (only it starts cold).
+    Pass `latency=True` for inference loops to fill latency_ms (per batch).
+    """
+    if isinstance(windows, Window):
+        windows = [windows]
+    if not windows or any(w.measured_iters == 0 or w.wall_s <= 0 for w in windows):
+        raise ValueError("no measured iterations: raise the iteration count above the warm-up")
+    throughputs = [w.images / w.wall_s for w in windows]
+    share = statistics.median(sum(w.data_s) / sum(w.step_s) for w in windows)
+    step_s = [s for w in windows for s in w.step_s]
+    # an inference batch's latency is its compute, from batch ready to results synchronized
+    compute_s = [s for w in windows for s in w.compute_s]
+    return {
+        "warmup_iters": windows[0].warmup_iters,
+        "measured_iters": sum(w.measured_iters for w in windows),
+        "repeats": len(windows),
+        "throughput_img_s": statistics.median(throughputs),
+        "throughput_spread": spread(throughputs),
+        "step_time_ms": distribution_ms(step_s),
+        "latency_ms": distribution_ms(compute_s) if latency else None,
+        "data_time_share": share,
+        "data_bound": share > DATA_BOUND_SHARE,
+        "first_iter_s": windows[0].first_iter_s,
+    }

@@ -1,0 +1,246 @@
+"""Timers and statistics of benchmark.measure, on known inputs and a simulated async device."""
+
+import multiprocessing as mp
+import statistics
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmark.measure import (
+    DATA_BOUND_SHARE,
+    IterationTimer,
+    Window,
+    percentile,
+    reduce_across_ranks,
+    spread,
+    summarize,
+)
+from rcnn.device import resolve
+
+
+class FakeDevice:
+    """A device whose work runs asynchronously: the clock only reaches it at synchronize()."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.pending = 0.0
+        self.syncs = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def host(self, seconds: float) -> None:
+        self.now += seconds
+
+    def launch(self, seconds: float) -> None:
+        self.pending += seconds
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+        self.now += self.pending
+        self.pending = 0.0
+
+
+def test_percentiles_of_1_to_100():
+    values = list(range(1, 101))
+    assert percentile(values, 50) == pytest.approx(50.5)
+    assert percentile(values, 90) == pytest.approx(90.1)
+    assert percentile(values, 99) == pytest.approx(99.01)
+    assert percentile(values, 0) == 1
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([3, 1, 2], 50) == 2  # order statistics, whatever the input order
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.floats(0, 1e3, allow_nan=False), min_size=1, max_size=50),
+    st.floats(0, 100),
+)
+def test_percentile_matches_numpy_linear(values, q):
+    assert percentile(values, q) == pytest.approx(np.percentile(values, q), abs=1e-9)
+
+
+def test_percentile_rejects_bad_input():
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    with pytest.raises(ValueError):
+        percentile([1.0], 101)
+
+
+def test_spread_of_repeats():
+    assert spread([10.0, 30.0, 20.0, 40.0, 50.0]) == {
+        "median": 30.0,
+        "min": 10.0,
+        "max": 50.0,
+        "iqr": pytest.approx(20.0),  # p75 40 - p25 20
+    }
+
+
+def test_timer_syncs_at_every_boundary_and_times_async_work():
+    dev = FakeDevice()
+    timer = IterationTimer(dev.synchronize, warmup=2, clock=dev.clock)
+
+    def loader():
+        for _ in range(10):
+            dev.host(0.010)  # host-side decode
+            yield "batch"
+
+    for i, _batch in enumerate(timer.iterate(loader())):
+        dev.launch(0.050 + (1.0 if i == 0 else 0.0))  # queued compute; the first compiles
+        timer.step_end(images=4)
+
+    assert dev.syncs == 1 + 2 * 10  # start, then after the batch and after the compute
+    w = timer.window()
+    assert (w.warmup_iters, w.measured_iters, w.images) == (2, 8, 32)
+    assert w.first_iter_s == pytest.approx(1.060)
+    assert w.step_s == pytest.approx([0.060] * 8)
+    assert w.data_s == pytest.approx([0.010] * 8)
+    assert w.compute_s == pytest.approx([0.050] * 8)
+    assert w.wall_s == pytest.approx(dev.now - (1.060 + 0.060))  # window opens after warm-up
+
+
+def test_copy_queued_while_loading_is_data_time():
+    dev = FakeDevice()
+    timer = IterationTimer(dev.synchronize, warmup=0, clock=dev.clock)
+    timer.start()
+    for _ in range(3):
+        dev.host(0.010)
+        dev.launch(0.005)  # non_blocking .to(device) of the batch
+        timer.data_end()
+        dev.launch(0.020)
+        timer.step_end(images=2)
+    w = timer.window()
+    assert w.data_s == pytest.approx([0.015] * 3)
+    assert w.compute_s == pytest.approx([0.020] * 3)
+    assert w.first_iter_s == pytest.approx(0.035)  # with no warm-up it is also measured
+    assert dev.syncs == 1 + 2 * 3
+
+
+def test_timer_with_real_cpu_adapter_synchronize():
+    adapter, index = resolve("cpu")
+    calls = []
+
+    def sync():
+        calls.append(1)
+        adapter.synchronize(index)
+
+    timer = IterationTimer(sync, warmup=1)
+    x = torch.randn(64, 64)
+    batches = [x] * 4
+    for batch in timer.iterate(batches):
+        (batch @ batch).sum().item()
+        timer.step_end(images=batch.shape[0])
+    assert len(calls) == 1 + 2 * len(batches)
+    fields = summarize(timer.window(), latency=True)
+    assert fields["measured_iters"] == 3 and fields["warmup_iters"] == 1
+    assert fields["throughput_img_s"] > 0 and fields["first_iter_s"] > 0
+    assert 0 <= fields["data_time_share"] < 1
+
+
+def test_timer_refuses_out_of_order_calls():
+    timer = IterationTimer(lambda: None, warmup=0)
+    with pytest.raises(RuntimeError):
+        timer.data_end()
+    timer.start()
+    with pytest.raises(RuntimeError):
+        timer.step_end(images=1)
+
+
+def window(step_ms, data_ms, images_per_step=2, first=1.5):
+    step = [s / 1000 for s in step_ms]
+    data = [d / 1000 for d in data_ms]
+    return Window(
+        warmup_iters=3,
+        first_iter_s=first,
+        measured_iters=len(step),
+        images=images_per_step * len(step),
+        wall_s=sum(step),
+        step_s=step,
+        data_s=data,
+        compute_s=[s - d for s, d in zip(step, data, strict=True)],
+    )
+
+
+def test_summarize_one_window():
+    w = window([100.0] * 9 + [200.0], [10.0] * 10)
+    f = summarize(w, latency=True)
+    assert f["warmup_iters"] == 3 and f["measured_iters"] == 10 and f["repeats"] == 1
+    assert f["throughput_img_s"] == pytest.approx(20 / 1.1)
+    assert f["step_time_ms"]["mean"] == pytest.approx(110.0)
+    assert f["step_time_ms"]["p50"] == pytest.approx(100.0)
+    assert f["step_time_ms"]["p90"] == pytest.approx(110.0)  # rank 8.1 between 100 and 200
+    assert f["step_time_ms"]["p99"] == pytest.approx(191.0)
+    assert f["latency_ms"]["p50"] == pytest.approx(90.0)
+    assert f["data_time_share"] == pytest.approx(100 / 1100)
+    assert f["data_bound"] is False
+    assert f["first_iter_s"] == 1.5
+    assert summarize(w)["latency_ms"] is None  # training has no per-batch latency
+
+
+def test_data_bound_above_threshold():
+    assert DATA_BOUND_SHARE == 0.2
+    assert summarize(window([100.0] * 4, [21.0] * 4))["data_bound"] is True
+    assert summarize(window([100.0] * 4, [20.0] * 4))["data_bound"] is False
+
+
+def test_summarize_repeats_median_and_spread():
+    repeats = [
+        window([100.0] * 4, [5.0] * 4),
+        window([50.0] * 4, [5.0] * 4, first=0.2),
+        window([80.0] * 4, [40.0] * 4, first=0.2),
+    ]
+    f = summarize(repeats)
+    assert f["repeats"] == 3 and f["measured_iters"] == 12
+    assert f["throughput_img_s"] == pytest.approx(25.0)  # median of 20, 40, 25
+    assert f["throughput_spread"] == {
+        "median": pytest.approx(25.0),
+        "min": pytest.approx(20.0),
+        "max": pytest.approx(40.0),
+        "iqr": pytest.approx(10.0),
+    }
+    assert f["data_time_share"] == pytest.approx(0.1)  # median of 0.05, 0.1, 0.5
+    assert f["step_time_ms"]["p50"] == pytest.approx(80.0)  # pooled over the 12 iterations
+    assert f["first_iter_s"] == 1.5  # the cold first repeat
+
+
+def test_summarize_refuses_an_empty_window():
+    timer = IterationTimer(lambda: None, warmup=5)
+    with pytest.raises(ValueError, match="warm-up"):
+        summarize(timer.window())
+
+
+def test_reduce_without_distributed_is_identity():
+    w = window([10.0], [1.0])
+    assert reduce_across_ranks(w) is w
+
+
+def _rank(rank: int, store: str, out: mp.Queue) -> None:
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"file://{store}", rank=rank, world_size=2
+    )
+    w = window([100.0 * (rank + 1)] * 3, [10.0] * 3, images_per_step=4, first=1.0 + rank)
+    g = reduce_across_ranks(w)
+    out.put((rank, g.images, g.wall_s, sorted(g.step_s), g.measured_iters, g.first_iter_s))
+    torch.distributed.destroy_process_group()
+
+
+def test_reduce_across_two_real_ranks(tmp_path):
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_rank, args=(r, str(tmp_path / "store"), out)) for r in (0, 1)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+        assert p.exitcode == 0
+    for _rank_id, images, wall, steps, iters, first in results:
+        assert images == 24  # 2 ranks x 3 steps x 4 images
+        assert wall == pytest.approx(0.6)  # the slower rank's window
+        assert steps == pytest.approx([0.1] * 3 + [0.2] * 3)
+        assert iters == 3 and first == 2.0
+    assert statistics.fmean(steps) == pytest.approx(0.15)
