@@ -95,7 +95,7 @@ image=${positional[1]:-rcnn-bench:$backend}
 ROOT=$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 HOST_ROOT=${RCNN_HOST_ROOT:-}
 HOST_ROOT=${HOST_ROOT%/}
-# shellcheck source=env.sh
+# shellcheck source=/dev/null
 RCNN_ENV_QUIET=1 source "$ROOT/env.sh"
 
 # --- devices -------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ export DATASET_DIR="${DATASET_DIR:-/workspace/datasets}"
 export CHECKPOINT_DIR="${CHECKPOINT_DIR:-/workspace/checkpoints}"
 export RESULTS_DIR="${RESULTS_DIR:-/workspace/results}"
 rcnn_env_sh="${RCNN_ROOT:-/workspace/rcnn-bench}/env.sh"
-# shellcheck source=../env.sh
+# shellcheck source=/dev/null
 if ! RCNN_ENV_QUIET=1 source "$rcnn_env_sh"; then
     echo "rcnn-bench: sourcing $rcnn_env_sh failed" >&2
     exit 1
