@@ -5,9 +5,10 @@
 #
 # Sets RCNN_ROOT (this file's folder), puts models/ and the root on PYTHONPATH (once, however
 # often it is sourced), sets DATASET_DIR, CHECKPOINT_DIR and RESULTS_DIR unless they are already
-# set, activates .venv/ or venv/ in the root if there is one, and prints what it set
-# (RCNN_ENV_QUIET=1 silences that). The visible-devices variables (CUDA_VISIBLE_DEVICES,
-# MLU_VISIBLE_DEVICES, ASCEND_RT_VISIBLE_DEVICES) are left as they are and shown.
+# set, activates the project's virtual environment if there is one ($RCNN_VENV, else .venv/ or
+# venv/ in the root), and prints what it set (RCNN_ENV_QUIET=1 silences that). The
+# visible-devices variables (CUDA_VISIBLE_DEVICES, MLU_VISIBLE_DEVICES, ASCEND_RT_VISIBLE_DEVICES)
+# are left as they are and shown.
 # Safe under `set -u`; never exits the calling shell.
 
 if [ -n "${BASH_SOURCE:-}" ]; then
@@ -39,7 +40,8 @@ export CHECKPOINT_DIR="${CHECKPOINT_DIR:-$RCNN_ROOT/checkpoints}"
 export RESULTS_DIR="${RESULTS_DIR:-$RCNN_ROOT/results}"
 
 _rcnn_venv=""
-for _rcnn_candidate in "$RCNN_ROOT/.venv" "$RCNN_ROOT/venv"; do
+# RCNN_VENV is where benchmark/setup_env.sh was told to make it (default .venv).
+for _rcnn_candidate in ${RCNN_VENV:+"$RCNN_VENV"} "$RCNN_ROOT/.venv" "$RCNN_ROOT/venv"; do
     if [ -f "$_rcnn_candidate/bin/activate" ]; then
         _rcnn_venv=$_rcnn_candidate
         break

@@ -99,6 +99,18 @@ def test_activates_the_project_venv_once_and_leaves_no_helpers(shell, tmp_path: 
 
 
 @pytest.mark.parametrize("shell", SHELLS)
+def test_rcnn_venv_names_a_venv_outside_the_root(shell, tmp_path: Path):
+    venv = tmp_path / "envs" / "bench"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "activate").write_text(f'export VIRTUAL_ENV="{venv}"\n')
+    proc = source_twice(
+        shell, ROOT, tmp_path, extra='echo "venv=$VIRTUAL_ENV"; ', RCNN_VENV=str(venv)
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"venv={venv}" in proc.stdout
+
+
+@pytest.mark.parametrize("shell", SHELLS)
 def test_follows_a_symlinked_checkout(shell, tmp_path: Path):
     link = tmp_path / "bench"
     link.symlink_to(ROOT)
