@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import socket
 import subprocess
@@ -22,7 +23,10 @@ def torchvision_version() -> str | None:
 
 
 def git_commit(root: str | Path | None = None) -> str | None:
+    """The checkout's commit (with -dirty); images without .git carry it in RCNN_GIT_COMMIT."""
     root = Path(root) if root else Path(__file__).resolve().parents[3]
+    if not (root / ".git").exists():
+        return os.environ.get("RCNN_GIT_COMMIT") or None
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
