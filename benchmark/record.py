@@ -1,0 +1,327 @@
+"""The run record: its schema, its validation, and writes that a crash cannot tear.
+
+A record is a plain JSON object; `Record` below is its schema (schema_version 1) and the only
+place the field list lives. Every run, failed ones included, writes one:
+
+    results/runs/<run_id>/record.json   (+ log.txt, config.yaml, env.json beside it)
+    results/records.jsonl               one line per run, appended under a lock
+
+Non-finite numbers (a NaN loss) are written as null so every line is strict JSON; the record's
+status and error say what went wrong.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+import types
+import typing
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import torch
+
+from rcnn.device import DeviceAdapter, get_adapter
+from rcnn.utils.env import collect_env, git_commit
+
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "nan", "oom", "skipped")
+MODES = ("train", "infer")
+RECORDS_FILE = "records.jsonl"
+
+
+class Distribution(TypedDict):
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+
+
+class Spread(TypedDict):
+    median: float
+    min: float
+    max: float
+    iqr: float
+
+
+class Dataset(TypedDict):
+    name: str
+    images: int | None
+    fingerprint: str | None
+
+
+class _Identity(TypedDict):
+    """Fields every record must have, whatever its status."""
+
+    schema_version: Literal[1]
+    run_id: str
+    created_utc: str
+    status: Literal["ok", "failed", "nan", "oom", "skipped"]
+    mode: Literal["train", "infer"]
+    model: str
+    device_type: str
+    cards: int
+    precision: str
+
+
+class Record(_Identity, total=False):
+    """One run. Optional fields may be absent or null; see DESIGN.md "The result record"."""
+
+    error: str | None  # why a run is not ok (failed, nan, oom, skipped)
+    impl: str | None  # rcnn | torchvision
+    device_name: str | None
+    nodes: int | None
+    batch_per_card: int | None
+    global_batch: int | None
+    image_min_size: int | None
+    image_max_size: int | None
+    dataset: Dataset | None
+    warmup_iters: int | None
+    measured_iters: int | None
+    repeats: int | None
+    throughput_img_s: float | None
+    throughput_spread: Spread | None
+    step_time_ms: Distribution | None
+    latency_ms: Distribution | None
+    data_time_share: float | None
+    data_bound: bool | None
+    first_iter_s: float | None
+    peak_mem_mb: float | None
+    accuracy: dict[str, float | None] | None
+    time_to_accuracy_s: float | None
+    final_loss: float | None
+    ops: dict[str, str] | None
+    env: dict[str, str | None] | None
+    git_commit: str | None
+    config_hash: str | None
+    seed: int | None
+    command: str | None
+
+
+FIELDS: dict[str, Any] = typing.get_type_hints(Record)
+REQUIRED: frozenset[str] = Record.__required_keys__
+
+
+# -- validation ------------------------------------------------------------------------------
+
+
+def _type_problems(value: Any, tp: Any, where: str) -> list[str]:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        tries = [_type_problems(value, arm, where) for arm in args]
+        if any(not t for t in tries):
+            return []
+        return next(t for arm, t in zip(args, tries, strict=True) if arm is not type(None))
+    if tp is type(None):
+        return [] if value is None else [f"{where}: expected null"]
+    if origin is Literal:
+        allowed = "|".join(str(a) for a in args)
+        return [] if value in args else [f"{where}: {value!r} is not one of {allowed}"]
+    if origin is dict or typing.is_typeddict(tp):
+        if not isinstance(value, dict):
+            return [f"{where}: expected an object, got {type(value).__name__}"]
+        if origin is dict:
+            return [p for k, v in value.items() for p in _type_problems(v, args[1], f"{where}.{k}")]
+        hints = typing.get_type_hints(tp)
+        missing = [f"{where}.{k}: missing" for k in sorted(tp.__required_keys__ - set(value))]
+        return missing + [
+            p
+            for k, v in value.items()
+            if k in hints
+            for p in _type_problems(v, hints[k], f"{where}.{k}")
+        ]
+    # bool is an int to Python, never to a record
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, tp)
+    return [] if ok else [f"{where}: expected {tp.__name__}, got {type(value).__name__}"]
+
+
+def validate(record: Any) -> list[str]:
+    """Every problem with a record, one line each; an empty list means it is valid."""
+    if not isinstance(record, dict):
+        return [f"a record is a JSON object, got {type(record).__name__}"]
+    problems = [f"{name}: missing" for name in sorted(REQUIRED - set(record))]
+    for name, value in record.items():
+        if name in FIELDS and not (value is None and name not in REQUIRED):
+            problems += _type_problems(value, FIELDS[name], name)
+    status = record.get("status")
+    if status in STATUSES and status != "ok" and not record.get("error"):
+        problems.append(f"error: a '{status}' record must say why")
+    if status == "ok" and record.get("throughput_img_s") is None:
+        problems.append("throughput_img_s: an 'ok' record must have it")
+    return problems
+
+
+# -- building records ------------------------------------------------------------------------
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """Sortable by time (UTC, milliseconds), unique by a random suffix."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:8]}"
+
+
+def new_record(adapter: DeviceAdapter | None = None, card: int = 0, **fields: Any) -> dict:
+    """A record with every schema field: run_id, created_utc, env, git_commit and defaults
+    filled, then `fields` on top. The adapter (cpu when None) gives env, device_type and,
+    for `card`, device_name."""
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"not record fields: {', '.join(unknown)}")
+    now = datetime.now(timezone.utc)
+    record: dict[str, Any] = dict.fromkeys(FIELDS)
+    record.update(
+        schema_version=SCHEMA_VERSION,
+        run_id=new_run_id(now),
+        created_utc=now.isoformat(timespec="milliseconds"),
+        status="ok",
+        impl="rcnn",
+        nodes=1,
+        cards=1,
+        command=shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+    )
+    record.update(fields)
+    if record["env"] is None or record["device_type"] is None or record["device_name"] is None:
+        adapter = adapter or get_adapter("cpu")
+        record["env"] = record["env"] or collect_env(adapter)
+        record["device_type"] = record["device_type"] or adapter.name
+        record["device_name"] = record["device_name"] or adapter.card_name(card)
+    if "git_commit" not in fields:
+        record["git_commit"] = git_commit()
+    return record
+
+
+def status_of(exc: BaseException) -> str:
+    """oom for out-of-memory errors (any backend's), nan for non-finite losses, else failed."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return "oom"
+    if "out of memory" in str(exc).lower():
+        return "oom"  # vendor plug-ins raise a plain RuntimeError with this text
+    if isinstance(exc, FloatingPointError):
+        return "nan"  # the engine's non-finite-loss error derives from FloatingPointError
+    return "failed"
+
+
+def failed_record(exc: BaseException, **fields: Any) -> dict:
+    """The record of a run that raised: status from `status_of`, error from the exception."""
+    error = f"{type(exc).__name__}: {exc}".strip()
+    return new_record(**{**fields, "status": status_of(exc), "error": error})
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line whole: under an exclusive lock, in one write to an O_APPEND file."""
+    data = (line.rstrip("\n") + "\n").encode("utf-8")
+    lock = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released by the kernel if this process is killed
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data  # a line torn before locks existed stays on its own line
+            written = os.write(fd, data)
+            while written < len(data):  # regular files write whole; the lock covers the rest
+                written += os.write(fd, data[written:])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(lock)
+
+
+def write_run(
+    results_dir: str | Path,
+    record: dict,
+    log_text: str | None = None,
+    config_text: str | None = None,
+) -> Path:
+    """Write a run's folder and append its line to records.jsonl; return the folder."""
+    record = _finite(record)
+    problems = validate(record)
+    if problems:
+        raise ValueError(f"record {record.get('run_id')} is invalid: {'; '.join(problems)}")
+    results = Path(results_dir)
+    run_dir = results / "runs" / record["run_id"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(run_dir / "record.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
+    _atomic_write(run_dir / "env.json", json.dumps(record.get("env"), indent=2) + "\n")
+    if log_text is not None:
+        _atomic_write(run_dir / "log.txt", log_text)
+    if config_text is not None:
+        _atomic_write(run_dir / "config.yaml", config_text)
+    append_line(results / RECORDS_FILE, json.dumps(record, allow_nan=False))
+    return run_dir
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+def read_records(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
+    """Valid records from results folders (their records.jsonl) or .jsonl files, in order,
+    and one 'file:line: why' per line refused; a bad line never stops the rest."""
+    records: list[dict] = []
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for path in map(Path, paths):
+        file = path / RECORDS_FILE if path.is_dir() else path
+        if not file.is_file():
+            problems.append(f"{file}: no such file")
+            continue
+        with open(file, encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{file}:{lineno}"
+                try:
+                    record = json.loads(line.rstrip("\n"))
+                except json.JSONDecodeError as err:
+                    problems.append(f"{where}: not a JSON line ({err.msg})")
+                    continue
+                bad = validate(record)
+                if bad:
+                    problems.append(f"{where}: {'; '.join(bad)}")
+                elif record["run_id"] in seen:
+                    problems.append(
+                        f"{where}: run {record['run_id']} already read at {seen[record['run_id']]}"
+                    )
+                else:
+                    seen[record["run_id"]] = where
+                    records.append(record)
+    return records, problems
