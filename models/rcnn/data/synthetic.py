@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from rcnn.config.paths_catalog import DatasetCatalog
+
 SHAPE_NAMES = ("circle", "square", "triangle", "pentagon", "star", "cross")
 SPLITS = ("train", "val")
 JPEG_QUALITY = 90
@@ -256,3 +258,15 @@ def generate(spec: SyntheticSpec, root: str | Path) -> dict[str, Path]:
             generate_split(spec, root, split)
             written[split] = ann_file(root, split)
     return written
+
+
+def register_synthetic(root: str | Path, name: str | None = None) -> tuple[str, str]:
+    """Register a generated set's splits in the paths catalog as ("synthetic_<name>_train",
+    "synthetic_<name>_val"); `name` defaults to the root folder's name."""
+    root = Path(root).resolve()
+    name = name or root.name
+    names = []
+    for split in SPLITS:
+        names.append(f"synthetic_{name}_{split}")
+        DatasetCatalog.register(names[-1], str(img_dir(root, split)), str(ann_file(root, split)))
+    return names[0], names[1]

@@ -138,6 +138,23 @@ class SegmentationMask:
             raise MaskError(f"binary masks of shape {shape} do not match (N, {h}, {w})")
         return masks
 
+    @classmethod
+    def from_coco(cls, segmentations: Sequence[Any], size: tuple[int, int]) -> SegmentationMask:
+        """COCO segmentations of one image: all polygons stay polygons; if any is an RLE,
+        every instance becomes a binary mask (one mode per image)."""
+        if all(isinstance(s, (list, tuple)) for s in segmentations):
+            return cls(list(segmentations), size, "poly")
+        w, h = size
+        rles = []
+        for segm in segmentations:
+            if isinstance(segm, dict):
+                rles.append(segm)
+            else:
+                check_polygons(segm, size)
+                flats = [np.asarray(p, dtype=np.float64).reshape(-1).tolist() for p in segm]
+                rles.append(mask_utils.merge(mask_utils.frPyObjects(flats, h, w)))
+        return cls(rles, size, "mask")
+
     # ---- polygon bookkeeping ------------------------------------------------------------------
     def _point_instance(self) -> np.ndarray:
         """Instance index of every point."""
