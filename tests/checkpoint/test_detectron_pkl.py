@@ -58,6 +58,8 @@ def test_affine_bn_becomes_frozen_bn_with_unit_statistics():
     assert torch.equal(state["backbone.body.stem.bn1.bias"], torch.from_numpy(b))
     assert torch.equal(state["backbone.body.stem.bn1.running_mean"], torch.zeros(2))
     assert torch.equal(state["backbone.body.stem.bn1.running_var"], torch.ones(2))
+    with_eps = from_detectron({"res_conv1_bn_s": s}, bn_eps=1e-5).state
+    assert torch.equal(with_eps["backbone.body.stem.bn1.running_var"], torch.full((2,), 1 - 1e-5))
 
 
 def test_classifier_and_momentum_blobs_are_dropped():

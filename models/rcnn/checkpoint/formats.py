@@ -7,7 +7,10 @@
   restricted unpickler.
 
 Both ImageNet formats come out under ``backbone.body.`` with frozen-BN buffers (weight, bias,
-running_mean, running_var); classifier weights are dropped.
+running_mean, running_var); classifier weights are dropped. ``bn_eps`` is the eps of the frozen
+BN the weights go into (0 in maskrcnn-benchmark, which divides by sqrt(running_var)); the
+source's own eps (1e-5 for torchvision, none for Detectron's affine channel) is folded into
+running_var so that the loaded BN computes the same affine map as the source.
 """
 
 import os
@@ -39,6 +42,7 @@ _DETECTRON_BLOCK = re.compile(r"^res([2-5])_(\d+)_branch(1|2a|2b|2c)(_bn)?_([wbs
 # classifier and solver blobs that a detector never uses
 _DETECTRON_DROPPED = re.compile(r"^(fc1000|pred)_[wb]$|_momentum$")
 _TORCHVISION_DROPPED = re.compile(r"^fc\.|num_batches_tracked$")
+TORCHVISION_BN_EPS = 1e-5
 
 
 @dataclass
@@ -78,7 +82,7 @@ def read_torch_file(path: str | os.PathLike) -> Any:
         ) from None
 
 
-def read_weights(path: str | os.PathLike) -> Weights:
+def read_weights(path: str | os.PathLike, bn_eps: float = 0.0) -> Weights:
     """Any supported weight file as a state dict in our names."""
     source = os.fspath(path)
     if source.endswith(".pkl"):
@@ -89,10 +93,10 @@ def read_weights(path: str | os.PathLike) -> Weights:
             raise CheckpointError(
                 f"{source}: expected a dict of Detectron blobs, got {type(blobs).__name__}"
             )
-        return from_detectron(blobs, source)
+        return from_detectron(blobs, source, bn_eps)
     state = state_dict_of(read_torch_file(source), source)
     if looks_like_torchvision_resnet(state):
-        return from_torchvision(state, source)
+        return from_torchvision(state, source, bn_eps)
     return Weights(state, MASKRCNN, source)
 
 
@@ -118,11 +122,15 @@ def looks_like_torchvision_resnet(state: StateDict) -> bool:
     return "conv1.weight" in state and "layer1.0.conv1.weight" in state
 
 
-def from_torchvision(state: StateDict, source: str = "<torchvision>") -> Weights:
+def from_torchvision(
+    state: StateDict, source: str = "<torchvision>", bn_eps: float = 0.0
+) -> Weights:
     """torchvision ResNet/ResNeXt names -> ``backbone.body.*`` (stem, layer1..4)."""
     out: StateDict = {}
     dropped = []
     for key, value in state.items():
+        if key.endswith("running_var"):
+            value = value + (TORCHVISION_BN_EPS - bn_eps)
         if _TORCHVISION_DROPPED.search(key):
             dropped.append(key)
         elif key.startswith(("conv1.", "bn1.")):
@@ -135,11 +143,13 @@ def from_torchvision(state: StateDict, source: str = "<torchvision>") -> Weights
     return Weights(out, TORCHVISION, source, dropped)
 
 
-def from_detectron(blobs: dict[str, Any], source: str = "<detectron>") -> Weights:
+def from_detectron(
+    blobs: dict[str, Any], source: str = "<detectron>", bn_eps: float = 0.0
+) -> Weights:
     """Detectron (Caffe2) ImageNet ResNet blobs -> ``backbone.body.*`` tensors.
 
     Detectron's affine-channel BN is ``y = s * x + b``: it becomes a frozen BN with weight s,
-    bias b, running_mean 0 and running_var 1.
+    bias b, running_mean 0 and running_var 1 (1 - bn_eps, so that the divisor is exactly 1).
     """
     out: StateDict = {}
     dropped = []
@@ -153,7 +163,7 @@ def from_detectron(blobs: dict[str, Any], source: str = "<detectron>") -> Weight
         if is_bn and key.endswith(".weight"):
             module = key[: -len(".weight")]
             out[f"{module}.running_mean"] = torch.zeros_like(tensor)
-            out[f"{module}.running_var"] = torch.ones_like(tensor)
+            out[f"{module}.running_var"] = torch.full_like(tensor, 1.0 - bn_eps)
     return Weights(out, DETECTRON, source, dropped)
 
 

@@ -48,16 +48,19 @@ def resolve_weight(spec: str) -> str | None:
     )
 
 
-def load_weights(spec: str, model: nn.Module | StateDict, strict: bool = True) -> LoadReport | None:
+def load_weights(
+    spec: str, model: nn.Module | StateDict, strict: bool = True, bn_eps: float = 0.0
+) -> LoadReport | None:
     """Load ``MODEL.WEIGHT`` into ``model``; None when there is nothing to load.
 
     A detector checkpoint must match the whole model. An ImageNet backbone (Detectron ``.pkl``,
     torchvision ``.pth``) must match ``backbone.body`` only; the rest stays as initialised.
+    ``bn_eps``: the eps of the model's frozen BN (see ``rcnn.checkpoint.formats``).
     """
     path = resolve_weight(spec)
     if path is None:
         return None
-    weights = read_weights(path)
+    weights = read_weights(path, bn_eps)
     scope = "" if weights.kind == MASKRCNN else BODY
     target_keys = model.state_dict() if isinstance(model, nn.Module) else model
     state = _move_c4_head(weights.state, target_keys) if scope else weights.state
