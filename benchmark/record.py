@@ -232,7 +232,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all: a temp file beside it, fsync, rename."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -280,12 +281,12 @@ def write_run(
     results = Path(results_dir)
     run_dir = results / "runs" / record["run_id"]
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(run_dir / "record.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
-    _atomic_write(run_dir / "env.json", json.dumps(record.get("env"), indent=2) + "\n")
+    atomic_write_text(run_dir / "record.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(run_dir / "env.json", json.dumps(record.get("env"), indent=2) + "\n")
     if log_text is not None:
-        _atomic_write(run_dir / "log.txt", log_text)
+        atomic_write_text(run_dir / "log.txt", log_text)
     if config_text is not None:
-        _atomic_write(run_dir / "config.yaml", config_text)
+        atomic_write_text(run_dir / "config.yaml", config_text)
     append_line(results / RECORDS_FILE, json.dumps(record, allow_nan=False))
     return run_dir
 

@@ -1,0 +1,46 @@
+"""`python -m benchmark report`: rebuild REPORT.md and plots/ from run records alone."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from benchmark.record import read_records
+from benchmark.report import build_report
+
+
+def _default_results() -> str:
+    return os.environ.get("RESULTS_DIR", "results")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="rebuild REPORT.md and plots from run records")
+    p.add_argument(
+        "--results",
+        action="append",
+        metavar="DIR",
+        help="a results folder (its records.jsonl) or a .jsonl file; repeat to merge machines "
+        "(default: $RESULTS_DIR or results)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where REPORT.md and plots/ go (default: $RESULTS_DIR or results)",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    sources = args.results or [_default_results()]
+    records, refused = read_records(sources)
+    for problem in refused:
+        print(f"refused: {problem}", file=sys.stderr)
+    if not records:
+        print(f"error: no valid records in {', '.join(sources)}", file=sys.stderr)
+        return 1
+    out = args.out or _default_results()
+    report = build_report(records, out, sources=[str(s) for s in sources], refused=refused)
+    print(report.summary)
+    print(f"wrote {os.path.join(out, 'REPORT.md')} and {len(report.plots)} plots", file=sys.stderr)
+    return 0

@@ -1,0 +1,342 @@
+"""Tables and plots from run records alone: REPORT.md and plots/*.png.
+
+A cell (one model, implementation, device, batch per card, card count and precision) shows the
+median over every ok record of that cell, with the number of records beside it. Nothing here is
+measured or estimated: a cell without records is "-".
+
+    speedup over fp32    = throughput(precision) / throughput(fp32), same row
+    scaling efficiency   = throughput(N cards) / (N * throughput(1 card)), same batch per card
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from benchmark.measure import DATA_BOUND_SHARE
+from benchmark.record import atomic_write_text
+from rcnn.device import PRECISIONS
+
+ROW = ["model", "impl", "device_name", "batch_per_card"]  # what a training row compares across
+ACCURACY = ["bbox_ap", "bbox_ap50", "bbox_ap75", "segm_ap"]
+PLOT_PREFIXES = ("throughput_vs_cards_", "latency_")
+LABELS = {"device_name": "device", "batch_per_card": "batch/card"}
+
+
+def frame(records: list[dict]) -> pd.DataFrame:
+    """One row per record; nested objects flattened to 'latency_ms.p50', 'env.torch', ...
+
+    Missing cell keys become "-" so that groups never silently drop them."""
+    df = pd.json_normalize(records, max_level=1)
+    for col in ["impl", "device_name", "batch_per_card", "error"]:
+        if col not in df:
+            df[col] = None
+    for col in ["impl", "device_name", "batch_per_card"]:
+        df[col] = [_text(v) for v in df[col]]
+    return df
+
+
+def _text(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _precision_order(precisions: list[str]) -> list[str]:
+    known = [p for p in PRECISIONS if p in precisions]
+    return known + sorted(set(precisions) - set(known))
+
+
+def _order(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Sort rows by keys, batch sizes as numbers and precisions in PRECISIONS order."""
+
+    def sort_key(col: pd.Series) -> pd.Series:
+        if col.name == "batch_per_card":
+            return pd.to_numeric(col, errors="coerce")
+        if col.name == "precision":
+            return col.map(lambda p: f"{PRECISIONS.index(p) if p in PRECISIONS else 9}{p}")
+        return col
+
+    return table.sort_values(keys, key=sort_key, kind="stable")
+
+
+def _ok(df: pd.DataFrame, mode: str) -> pd.DataFrame:
+    return df[(df["status"] == "ok") & (df["mode"] == mode)]
+
+
+# -- tables (numbers) ------------------------------------------------------------------------
+
+
+def training_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Long form: one row per training cell with median img/s, speedup and efficiency."""
+    ok = _ok(df, "train")
+    if ok.empty:
+        return pd.DataFrame()
+    keys = [*ROW, "cards", "precision"]
+    cells = (
+        ok.groupby(keys)["throughput_img_s"].agg(throughput="median", runs="count").reset_index()
+    )
+    one_card = cells[cells["cards"] == 1].set_index([*ROW, "precision"])["throughput"]
+    fp32 = cells[cells["precision"] == "fp32"].set_index([*ROW, "cards"])["throughput"]
+    cells = cells.join(one_card.rename("one_card"), on=[*ROW, "precision"])
+    cells = cells.join(fp32.rename("fp32"), on=[*ROW, "cards"])
+    cells["speedup"] = cells["throughput"] / cells["fp32"]
+    cells["efficiency"] = cells["throughput"] / (cells["cards"] * cells["one_card"])
+    return cells.drop(columns=["one_card", "fp32"])
+
+
+def training_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows model x device x batch/card x cards; per precision: img/s, vs fp32, efficiency."""
+    cells = training_cells(df)
+    if cells.empty:
+        return cells
+    index = [*ROW, "cards"]
+    wide = cells.pivot(index=index, columns="precision")
+    table = pd.DataFrame(index=wide.index)
+    for p in _precision_order(list(cells["precision"].unique())):
+        table[f"{p} img/s"] = wide["throughput"][p].map(lambda v: _num(v, "{:.1f}"))
+        if p != "fp32":
+            table[f"{p} vs fp32"] = wide["speedup"][p].map(lambda v: _num(v, "{:.2f}x"))
+        table[f"{p} eff"] = wide["efficiency"][p].map(lambda v: _num(v * 100, "{:.1f}%"))
+    table["runs"] = wide["runs"].sum(axis=1).astype(int)
+    return _order(table.reset_index(), index).rename(columns=LABELS)
+
+
+def inference_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per inference cell: img/s and per-batch latency percentiles (medians)."""
+    ok = _ok(df, "infer")
+    if ok.empty:
+        return pd.DataFrame()
+    keys = ["model", "impl", "device_name", "cards", "precision", "batch_per_card"]
+    metrics = {"throughput_img_s": "img/s"}
+    metrics.update({f"latency_ms.p{q}": f"latency p{q} ms" for q in (50, 90, 99)})
+    present = [m for m in metrics if m in ok]
+    table = ok.groupby(keys)[present].median()
+    table["runs"] = ok.groupby(keys).size()
+    table = _order(table.reset_index(), keys)
+    for m in present:
+        table[m] = table[m].map(lambda v: _num(v, "{:.1f}"))
+    return table.rename(columns={**metrics, **LABELS})
+
+
+def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
+    """COCO metrics by model, device and precision (medians over records)."""
+    cols = [f"accuracy.{m}" for m in ACCURACY if f"accuracy.{m}" in df]
+    if not cols:
+        return pd.DataFrame()
+    ok = df[(df["status"] == "ok") & df[cols].notna().any(axis=1)]
+    if ok.empty:
+        return pd.DataFrame()
+    keys = ["model", "impl", "device_name", "precision"]
+    table = ok.groupby(keys)[cols].median()
+    table["runs"] = ok.groupby(keys).size()
+    for c in cols:
+        table[c] = table[c].map(lambda v: _num(v, "{:.4g}"))
+    return _order(table.reset_index(), keys).rename(
+        columns={c: c.split(".", 1)[1] for c in cols} | LABELS
+    )
+
+
+def data_bound_table(df: pd.DataFrame) -> pd.DataFrame:
+    if "data_time_share" not in df:
+        return pd.DataFrame()
+    bound = df[(df["status"] == "ok") & (df["data_time_share"] > DATA_BOUND_SHARE)]
+    cols = ["run_id", "mode", "model", "device_name", "cards", "precision", "batch_per_card"]
+    cols.append("data_time_share")
+    table = bound[cols].copy()
+    table["data_time_share"] = table["data_time_share"].map(lambda v: f"{v * 100:.0f}%")
+    return table.rename(columns={"data_time_share": "waiting for data", **LABELS})
+
+
+def not_ok_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Every skipped, failed, nan or oom record with its reason."""
+    bad = df[df["status"] != "ok"]
+    cols = ["run_id", "status", "mode", "model", "device_name", "cards", "precision"]
+    cols.append("batch_per_card")
+    table = bad[cols].copy()
+    table["reason"] = [_first_line(e) for e in bad["error"]]
+    return table.rename(columns=LABELS)
+
+
+def _first_line(text: object, limit: int = 160) -> str:
+    line = str(text or "-").strip().splitlines()[0] if str(text or "").strip() else "-"
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def ops_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The kernel every op used on each device; several values mean records disagree."""
+    cols = sorted(c for c in df if c.startswith("ops."))
+    if not cols:
+        return pd.DataFrame()
+    rows = df[df[cols].notna().any(axis=1)]
+    table = rows.groupby(["device_type", "device_name"])[cols].agg(
+        lambda s: " / ".join(sorted(set(s.dropna()))) or "-"
+    )
+    return table.reset_index().rename(columns={c: c[4:] for c in cols} | LABELS)
+
+
+def env_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The software of each machine that produced records."""
+    wanted = ["env.torch", "env.torchvision", "env.plugin", "env.driver", "env.python"]
+    cols = [c for c in wanted if c in df]
+    host = df["env.hostname"] if "env.hostname" in df else pd.Series("-", index=df.index)
+    data = df[["device_type", "device_name", *cols]].assign(hostname=host.map(_text))
+    data["git_commit"] = df.get("git_commit")
+    keys = ["hostname", "device_type", "device_name"]
+    table = data.groupby(keys)[[*cols, "git_commit"]].agg(
+        lambda s: " / ".join(sorted({_text(v) for v in s}))
+    )
+    table["runs"] = data.groupby(keys).size()
+    return table.reset_index().rename(columns={c: c[4:] for c in cols} | LABELS)
+
+
+def _num(value: float, fmt: str) -> str:
+    return "-" if pd.isna(value) else fmt.format(value)
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def markdown(table: pd.DataFrame) -> str:
+    """A GitHub markdown table; '|' inside cells is escaped."""
+    if table.empty:
+        return ""
+    cells = [[_text(v).replace("|", "\\|") for v in row] for row in table.itertuples(index=False)]
+    header = [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines)
+
+
+def _slug(*parts: object) -> str:
+    text = "_".join(_text(p) for p in parts)
+    short = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:80]
+    return f"{short}-{hashlib.sha1(text.encode()).hexdigest()[:6]}"
+
+
+def plot_scaling(df: pd.DataFrame, plots_dir: Path) -> list[Path]:
+    """Throughput vs cards, one line per precision, one figure per model/device/batch."""
+    cells = training_cells(df)
+    if cells.empty:
+        return []
+    paths = []
+    for key, group in cells.groupby(ROW):
+        fig = Figure(figsize=(6, 4), layout="constrained")
+        ax = fig.subplots()
+        for p in _precision_order(list(group["precision"].unique())):
+            line = group[group["precision"] == p].sort_values("cards")
+            ax.plot(line["cards"], line["throughput"], marker="o", label=p)
+        ax.set(xlabel="cards", ylabel="images / s", xticks=sorted(group["cards"].unique()))
+        ax.set_title(f"{key[0]} ({key[1]}) on {key[2]}, batch/card {key[3]}", fontsize=9)
+        ax.legend(title="precision")
+        ax.grid(alpha=0.3)
+        path = plots_dir / f"throughput_vs_cards_{_slug(*key)}.png"
+        fig.savefig(path, dpi=100)
+        paths.append(path)
+    return paths
+
+
+def plot_latency(df: pd.DataFrame, plots_dir: Path) -> list[Path]:
+    """Per-batch latency p50/p90/p99 bars by batch size and precision, per model/device."""
+    ok = _ok(df, "infer")
+    cols = [f"latency_ms.p{q}" for q in (50, 90, 99)]
+    if ok.empty or not set(cols) <= set(ok):
+        return []
+    paths = []
+    for key, group in ok.dropna(subset=cols).groupby(["model", "impl", "device_name", "cards"]):
+        cells = group.groupby(["batch_per_card", "precision"])[cols].median().reset_index()
+        cells = _order(cells, ["batch_per_card", "precision"])
+        labels = [f"b{b} {p}" for b, p in cells[["batch_per_card", "precision"]].to_numpy()]
+        fig = Figure(figsize=(max(4, 1.2 * len(cells) + 2), 4), layout="constrained")
+        ax = fig.subplots()
+        width = 0.27
+        for i, col in enumerate(cols):
+            xs = [x + (i - 1) * width for x in range(len(cells))]
+            ax.bar(xs, cells[col], width=width, label=col.split(".")[1])
+        ax.set_xticks(range(len(cells)), labels)
+        ax.set(ylabel="latency per batch (ms)")
+        ax.set_title(f"{key[0]} ({key[1]}) on {key[2]} x{key[3]}", fontsize=9)
+        ax.legend()
+        ax.grid(axis="y", alpha=0.3)
+        path = plots_dir / f"latency_{_slug(*key)}.png"
+        fig.savefig(path, dpi=100)
+        paths.append(path)
+    return paths
+
+
+@dataclass
+class Report:
+    text: str  # the whole REPORT.md
+    summary: str  # the main tables, for the terminal
+    plots: list[Path] = field(default_factory=list)
+
+
+def _section(title: str, table: pd.DataFrame, empty: str, note: str = "") -> str:
+    body = markdown(table) if not table.empty else empty
+    return f"## {title}\n\n" + (f"{note}\n\n" if note else "") + body + "\n"
+
+
+def build_report(
+    records: list[dict], out_dir: str | Path, sources: list[str], refused: list[str] = ()
+) -> Report:
+    """Write out_dir/REPORT.md and out_dir/plots/*.png from the records; return what was made."""
+    out = Path(out_dir)
+    plots_dir = out / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    for old in plots_dir.glob("*.png"):  # a rebuild must not leave plots of vanished cells
+        if old.name.startswith(PLOT_PREFIXES):
+            old.unlink()
+    df = frame(records)
+    scaling, latency = plot_scaling(df, plots_dir), plot_latency(df, plots_dir)
+    ok = int((df["status"] == "ok").sum())
+    main = [
+        _section(
+            "Training throughput (images/s, all cards)",
+            training_table(df),
+            "No ok training records.",
+            "Median over records of a cell. `vs fp32` = img/s / fp32 img/s on the same row; "
+            "`eff` = img/s on N cards / (N x img/s on 1 card), same batch per card.",
+        ),
+        _section(
+            "Inference throughput and latency (per batch)",
+            inference_table(df),
+            "No ok inference records.",
+        ),
+        _section("Accuracy (COCO)", accuracy_table(df), "No evaluated records."),
+    ]
+    rest = [
+        _section(
+            "Data-bound runs",
+            data_bound_table(df),
+            "None.",
+            f"Runs that waited for data more than {DATA_BOUND_SHARE:.0%} of their measured time; "
+            "their throughput measures the input pipeline.",
+        ),
+        _section("Skipped and failed runs", not_ok_table(df), "None."),
+        _section(
+            "Op kernels",
+            ops_table(df),
+            "No record says which kernels ran.",
+            "`native` is the pure-torch fallback; any other value is a vendor kernel.",
+        ),
+        _section("Environments", env_table(df), "No records."),
+    ]
+    if refused:
+        rest.append("## Refused record lines\n\n" + "\n".join(f"- `{p}`" for p in refused) + "\n")
+    figures = [f"![{p.stem}](plots/{p.name})" for p in [*scaling, *latency]]
+    header = (
+        "# rcnn-bench report\n\n"
+        f"Rebuilt by `python -m benchmark report` from {len(records)} records ({ok} ok, "
+        f"{len(records) - ok} not ok) in: {', '.join(f'`{s}`' for s in sources)}.\n"
+    )
+    plots_md = "## Plots\n\n" + ("\n\n".join(figures) if figures else "None.") + "\n"
+    text = "\n".join([header, *main, plots_md, *rest])
+    atomic_write_text(out / "REPORT.md", text)
+    return Report(text=text, summary="\n".join(main), plots=[*scaling, *latency])

@@ -1,0 +1,243 @@
+"""REPORT.md and plots rebuilt from records of two result folders.
+
+The records are test fixtures: synthetic values written as JSON here, never measurements.
+"""
+
+import argparse
+import json
+import statistics
+
+import pytest
+
+from benchmark.commands import report as report_cmd
+from benchmark.record import RECORDS_FILE, new_record, write_run
+
+A100 = "NVIDIA A100-SXM4-80GB"
+MODEL = "e2e_mask_rcnn_R_50_FPN_1x"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def rec(host, **fields):
+    base = dict(
+        mode="train",
+        model=MODEL,
+        impl="rcnn",
+        device_type="cuda",
+        device_name=A100,
+        cards=1,
+        precision="fp32",
+        batch_per_card=2,
+        throughput_img_s=1.0,
+        git_commit="abc123",
+        env={"hostname": host, "torch": "2.14.1", "plugin": None, "driver": "570.86"},
+        data_time_share=0.05,
+    )
+    return new_record(**{**base, **fields})
+
+
+# (cards, precision, img/s) per folder; one cell spans both folders
+TRAIN_A = [
+    (1, "fp32", 20.0),
+    (1, "fp32", 22.0),
+    (2, "fp32", 40.0),
+    (1, "fp16", 36.0),
+    (2, "fp16", 68.0),
+    (4, "fp16", 130.0),
+]
+TRAIN_B = [(4, "fp32", 78.0), (4, "fp32", 80.0), (4, "fp32", 82.0), (4, "fp16", 134.0)]
+
+
+def latency(p50, p90, p99):
+    return {"mean": p50 * 1.05, "p50": p50, "p90": p90, "p99": p99}
+
+
+@pytest.fixture
+def folders(tmp_path):
+    a, b = tmp_path / "machine_a", tmp_path / "machine_b"
+    for c, p, t in TRAIN_A:
+        write_run(a, rec("gpu-a", cards=c, precision=p, throughput_img_s=t, global_batch=2 * c))
+    for c, p, t in TRAIN_B:
+        write_run(b, rec("gpu-b", cards=c, precision=p, throughput_img_s=t))
+    for batch, p, thr, lat in [
+        (1, "fp32", 14.0, (70.0, 75.0, 90.0)),
+        (8, "fp32", 40.0, (200.0, 210.0, 260.0)),
+        (16, "fp32", 42.0, (380.0, 400.0, 450.0)),
+        (1, "fp16", 25.0, (40.0, 44.0, 51.0)),
+    ]:
+        write_run(
+            a,
+            rec(
+                "gpu-a",
+                mode="infer",
+                batch_per_card=batch,
+                precision=p,
+                throughput_img_s=thr,
+                latency_ms=latency(*lat),
+                accuracy={"bbox_ap": 0.378, "bbox_ap50": 0.592, "segm_ap": 0.343},
+                ops={"nms": "cuda", "roi_align": "native"},
+            ),
+        )
+    write_run(
+        a,
+        rec(
+            "gpu-a",
+            status="skipped",
+            precision="bf16",
+            throughput_img_s=None,
+            error="precision 'bf16' needs --allow-emulated on this card",
+        ),
+    )
+    write_run(
+        b,
+        rec(
+            "gpu-b",
+            status="oom",
+            cards=1,
+            batch_per_card=16,
+            throughput_img_s=None,
+            error="OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+        ),
+    )
+    write_run(
+        b,
+        rec(
+            "gpu-b",
+            cards=1,
+            precision="tf32",
+            batch_per_card=4,
+            throughput_img_s=9.0,
+            data_time_share=0.35,
+            data_bound=True,
+        ),
+    )
+    with open(b / RECORDS_FILE, "a") as f:
+        f.write('{"schema_version": 1, "run_id": "torn\n')
+    return a, b
+
+
+def run_report(results, out, capsys):
+    parser = argparse.ArgumentParser()
+    report_cmd.add_parser(parser.add_subparsers())
+    argv = ["report", *[x for r in results for x in ("--results", str(r))], "--out", str(out)]
+    args = parser.parse_args(argv)
+    code = args.func(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def row(text, *start):
+    """The markdown table row that begins with the given cells."""
+    prefix = "| " + " | ".join(start) + " |"
+    hits = [line for line in text.splitlines() if line.startswith(prefix)]
+    assert len(hits) == 1, (prefix, hits)
+    return [c.strip() for c in hits[0].strip("|").split("|")]
+
+
+def header(text, first):
+    line = next(x for x in text.splitlines() if x.startswith(f"| {first} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, capsys):
+    code, out, err = run_report(folders, tmp_path / "out", capsys)
+    assert code == 0
+    text = (tmp_path / "out" / "REPORT.md").read_text()
+
+    thr = {}
+    for c, p, t in TRAIN_A + TRAIN_B:
+        thr.setdefault((c, p), []).append(t)
+    med = {k: statistics.median(v) for k, v in thr.items()}
+    cols = header(text, "model")
+    assert cols == [
+        "model",
+        "impl",
+        "device",
+        "batch/card",
+        "cards",
+        "fp32 img/s",
+        "fp32 eff",
+        "tf32 img/s",
+        "tf32 vs fp32",
+        "tf32 eff",
+        "fp16 img/s",
+        "fp16 vs fp32",
+        "fp16 eff",
+        "runs",
+    ]
+    for cards in (1, 2, 4):
+        cells = dict(zip(cols, row(text, MODEL, "rcnn", A100, "2", str(cards)), strict=True))
+        fp32, fp16 = med[(cards, "fp32")], med[(cards, "fp16")]
+        assert cells["fp32 img/s"] == f"{fp32:.1f}"
+        assert cells["fp16 img/s"] == f"{fp16:.1f}"
+        assert cells["fp16 vs fp32"] == f"{fp16 / fp32:.2f}x"
+        assert cells["fp32 eff"] == f"{100 * fp32 / (cards * med[(1, 'fp32')]):.1f}%"
+        assert cells["fp16 eff"] == f"{100 * fp16 / (cards * med[(1, 'fp16')]):.1f}%"
+        assert cells["runs"] == str(len(thr[(cards, "fp32")]) + len(thr[(cards, "fp16")]))
+    # spot-check the arithmetic by hand: 4 cards fp32 median 80 over 4 x 21
+    assert row(text, MODEL, "rcnn", A100, "2", "4")[5:7] == ["80.0", "95.2%"]
+    # the tf32 run at another batch size is its own row, not mixed into batch 2
+    assert row(text, MODEL, "rcnn", A100, "4", "1")[5:9] == ["-", "-", "9.0", "-"]
+
+    # inference: batch sizes in numeric order, latency percentiles from the records
+    assert row(text, MODEL, "rcnn", A100, "1", "fp32", "1")[6:] == [
+        "14.0",
+        "70.0",
+        "75.0",
+        "90.0",
+        "1",
+    ]
+    assert row(text, MODEL, "rcnn", A100, "1", "fp16", "1")[6:9] == ["25.0", "40.0", "44.0"]
+    assert text.index(f"| {MODEL} | rcnn | {A100} | 1 | fp32 | 8 |") < text.index(
+        f"| {MODEL} | rcnn | {A100} | 1 | fp32 | 16 |"
+    )
+
+    # accuracy, not-ok cells with reasons, data-bound runs, kernels, environments
+    assert row(text, MODEL, "rcnn", A100, "fp16")[4:] == ["0.378", "0.592", "0.343", "1"]
+    assert "| skipped | train |" in text and "needs --allow-emulated on this card" in text
+    assert "| oom | train |" in text and "CUDA out of memory" in text
+    assert "## Data-bound runs" in text and "| 35% |" in text
+    assert row(text, "cuda", A100) == ["cuda", A100, "cuda", "native"]
+    assert row(text, "gpu-a", "cuda", A100)[3:5] == ["2.14.1", "-"]
+    assert row(text, "gpu-b", "cuda", A100)[-1] == "6"
+
+    # the malformed line is refused by file and line, and everything else rendered
+    bad = f"{folders[1] / RECORDS_FILE}:7"
+    assert f"refused: {bad}: not a JSON line" in err
+    assert bad in text
+    assert "## Training throughput" in out and "| 4 | 80.0 | 95.2% |" in out
+
+
+def test_plots_are_pngs_and_rebuilt(folders, tmp_path, capsys):
+    plots = tmp_path / "out" / "plots"
+    plots.mkdir(parents=True)
+    (plots / "latency_stale-cell-000000.png").write_bytes(PNG)
+    (plots / "mine.png").write_bytes(b"kept")
+    code, _, _ = run_report(folders, tmp_path / "out", capsys)
+    assert code == 0
+    names = sorted(p.name for p in plots.iterdir())
+    assert "latency_stale-cell-000000.png" not in names and "mine.png" in names
+    scaling = [n for n in names if n.startswith("throughput_vs_cards_")]
+    lat = [n for n in names if n.startswith("latency_")]
+    assert len(scaling) == 2 and len(lat) == 1  # batch 2 and batch 4 rows; one infer device
+    for name in scaling + lat:
+        assert (plots / name).read_bytes()[:8] == PNG
+        assert f"](plots/{name})" in (tmp_path / "out" / "REPORT.md").read_text()
+
+
+def test_no_valid_records_exits_1(tmp_path, capsys):
+    (tmp_path / RECORDS_FILE).write_text("garbage\n")
+    code, _, err = run_report([tmp_path], tmp_path / "out", capsys)
+    assert code == 1
+    assert f"{tmp_path / RECORDS_FILE}:1: not a JSON line" in err
+    assert "no valid records" in err
+    assert not (tmp_path / "out" / "REPORT.md").exists()
+
+
+def test_only_failed_records_still_render(tmp_path, capsys):
+    write_run(tmp_path, rec("h", status="failed", throughput_img_s=None, error="boom\ntrace"))
+    code, out, _ = run_report([tmp_path], tmp_path, capsys)
+    assert code == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "No ok training records." in out and "| failed | train |" in text
+    assert "| boom |" in text
+    assert json.loads((tmp_path / RECORDS_FILE).read_text())["status"] == "failed"
