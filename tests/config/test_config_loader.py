@@ -213,12 +213,13 @@ def test_override_coercions():
     cfg = load_config(
         None,
         ["SOLVER.BASE_LR", "1", "DATASETS.TEST", "synthetic_val", "INPUT.PIXEL_STD", "(2, 2, 2)",
-         "MODEL.DEVICE", "0"],
+         "MODEL.DEVICE", "0", "MODEL.WEIGHT", "'quoted.pth'"],
     )  # fmt: skip
     assert cfg.SOLVER.BASE_LR == 1.0 and isinstance(cfg.SOLVER.BASE_LR, float)
     assert cfg.DATASETS.TEST == ("synthetic_val",)
     assert cfg.INPUT.PIXEL_STD == [2, 2, 2]
     assert cfg.MODEL.DEVICE == "0"
+    assert cfg.MODEL.WEIGHT == "quoted.pth"
 
 
 def test_base_chain_is_followed_in_order(tmp_path):
@@ -356,3 +357,12 @@ def test_config_error_is_a_value_error():
 
 def test_empty_file_gives_defaults(tmp_path):
     assert load_config(write(tmp_path, "empty.yaml", "")) == load_config(None)
+
+
+@pytest.mark.parametrize(
+    "name", ["e2e_mask_rcnn_R_50_FPN_1x.yaml", "quick/mask_rcnn_R_18_FPN_quick.yaml"]
+)
+def test_dumped_config_loads_back_equal(tmp_path, name):
+    cfg = load_config(CONFIG_DIR / name, ["MODEL.PRECISION", "bf16", "SEED", "11"])
+    path = write(tmp_path, "merged.yaml", cfg.dump())
+    assert load_config(path) == cfg

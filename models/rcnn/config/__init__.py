@@ -1,6 +1,5 @@
 """Configuration: maskrcnn-benchmark's yacs keys and defaults plus the project's, and the loader."""
 
-from rcnn.config.defaults import _C as cfg
 from rcnn.config.loader import ConfigError, all_keys, get_default_config, load_config
 from rcnn.config.paths_catalog import DatasetCatalog, DatasetCatalogError
 
@@ -9,7 +8,6 @@ __all__ = [
     "DatasetCatalog",
     "DatasetCatalogError",
     "all_keys",
-    "cfg",
     "get_default_config",
     "load_config",
 ]

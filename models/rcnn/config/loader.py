@@ -97,7 +97,9 @@ def _read_yaml(path: str) -> dict:
     return data
 
 
-def _merge_dict(cfg: CfgNode, data: dict, source: str, origins: dict[str, str], prefix: str):
+def _merge_dict(
+    cfg: CfgNode, data: dict, source: str, origins: dict[str, str], prefix: str
+) -> None:
     for name, value in data.items():
         key = f"{prefix}{name}"
         if isinstance(value, dict):
@@ -166,8 +168,8 @@ def _decode(value: Any, default: Any) -> Any:
         decoded = ast.literal_eval(value)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return value
-    # a string key keeps the text as written ("0" stays "0")
-    return value if isinstance(default, str) else decoded
+    # a string key keeps the text as written ("0" stays "0"), minus quotes around it
+    return value if isinstance(default, str) and not isinstance(decoded, str) else decoded
 
 
 def _coerce(value: Any, default: Any) -> Any:
