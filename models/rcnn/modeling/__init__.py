@@ -1,1 +1,1 @@
-"""modeling"""
+"""modeling: backbones, RPN, ROI heads and the detector."""

@@ -1,0 +1,171 @@
+"""ResNet / ResNeXt bodies with frozen batch norm, in maskrcnn-benchmark's layout.
+
+Parameter names: `stem.conv1`, `stem.bn1`, `layer1..layer4`, blocks `conv1..3`, `bn1..3`,
+`downsample.0` (conv) / `downsample.1` (norm), so maskrcnn-benchmark checkpoints load as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rcnn.layers import FrozenBatchNorm2d
+from rcnn.modeling.registry import RESNET_BLOCKS
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One residual stage: its index (1 = res2 ... 4 = res5) and number of blocks."""
+
+    index: int
+    block_count: int
+
+
+# Depth -> stage specs (res2..res5); the FPN uses every stage's output.
+STAGE_SPECS: dict[int, tuple[StageSpec, ...]] = {
+    18: (StageSpec(1, 2), StageSpec(2, 2), StageSpec(3, 2), StageSpec(4, 2)),
+    34: (StageSpec(1, 3), StageSpec(2, 4), StageSpec(3, 6), StageSpec(4, 3)),
+    50: (StageSpec(1, 3), StageSpec(2, 4), StageSpec(3, 6), StageSpec(4, 3)),
+    101: (StageSpec(1, 3), StageSpec(2, 4), StageSpec(3, 23), StageSpec(4, 3)),
+    152: (StageSpec(1, 3), StageSpec(2, 8), StageSpec(3, 36), StageSpec(4, 3)),
+}
+
+
+def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0,
+          dilation: int = 1, groups: int = 1) -> nn.Conv2d:
+    conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, dilation=dilation,
+                     groups=groups, bias=False)
+    # maskrcnn-benchmark's init for body convs (only matters when training from scratch).
+    nn.init.kaiming_uniform_(conv.weight, a=1)
+    return conv
+
+
+def _downsample(in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+    if in_channels == out_channels and stride == 1:
+        return None
+    return nn.Sequential(
+        _conv(in_channels, out_channels, 1, stride=stride), FrozenBatchNorm2d(out_channels)
+    )
+
+
+class StemWithFixedBatchNorm(nn.Module):
+    """7x7/2 conv, frozen BN, ReLU, 3x3/2 max pool: stride 4 overall."""
+
+    def __init__(self, out_channels: int = 64) -> None:
+        super().__init__()
+        self.conv1 = _conv(3, out_channels, 7, stride=2, padding=3)
+        self.bn1 = FrozenBatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu_(self.bn1(self.conv1(x)))
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+
+
+@RESNET_BLOCKS.register("BottleneckWithFixedBatchNorm")
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (grouped for ResNeXt) -> 1x1 with a residual; stride in the 1x1 (MSRA/Caffe2
+    weights, `stride_in_1x1`) or in the 3x3 (torchvision/FB weights)."""
+
+    def __init__(self, in_channels: int, bottleneck_channels: int, out_channels: int,
+                 num_groups: int = 1, stride_in_1x1: bool = True, stride: int = 1,
+                 dilation: int = 1) -> None:
+        super().__init__()
+        # With dilation the spatial stride is dropped, as in maskrcnn-benchmark.
+        self.downsample = _downsample(in_channels, out_channels, stride if dilation == 1 else 1)
+        if dilation > 1:
+            stride = 1
+        stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = _conv(in_channels, bottleneck_channels, 1, stride=stride_1x1)
+        self.bn1 = FrozenBatchNorm2d(bottleneck_channels)
+        self.conv2 = _conv(bottleneck_channels, bottleneck_channels, 3, stride=stride_3x3,
+                           padding=dilation, dilation=dilation, groups=num_groups)
+        self.bn2 = FrozenBatchNorm2d(bottleneck_channels)
+        self.conv3 = _conv(bottleneck_channels, out_channels, 1)
+        self.bn3 = FrozenBatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = F.relu_(self.bn1(self.conv1(x)))
+        out = F.relu_(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu_(out + identity)
+
+
+@RESNET_BLOCKS.register("BasicBlockWithFixedBatchNorm")
+class BasicBlock(nn.Module):
+    """Two 3x3 convs with a residual (ResNet-18/34); stride in the first conv."""
+
+    def __init__(self, in_channels: int, bottleneck_channels: int, out_channels: int,
+                 num_groups: int = 1, stride_in_1x1: bool = True, stride: int = 1,
+                 dilation: int = 1) -> None:
+        super().__init__()
+        if num_groups != 1:
+            raise ValueError("BasicBlock supports MODEL.RESNETS.NUM_GROUPS 1 only")
+        self.downsample = _downsample(in_channels, out_channels, stride if dilation == 1 else 1)
+        if dilation > 1:
+            stride = 1
+        self.conv1 = _conv(in_channels, out_channels, 3, stride=stride, padding=dilation,
+                           dilation=dilation)
+        self.bn1 = FrozenBatchNorm2d(out_channels)
+        self.conv2 = _conv(out_channels, out_channels, 3, padding=dilation, dilation=dilation)
+        self.bn2 = FrozenBatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = F.relu_(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu_(out + identity)
+
+
+class ResNet(nn.Module):
+    """Stem + stages layer1..layer4; returns every stage's output (C2..C5) for the FPN.
+
+    Stage i (1-based) has `res2_out_channels * 2**(i-1)` output channels and
+    `num_groups * width_per_group * 2**(i-1)` bottleneck channels.
+    """
+
+    def __init__(self, stage_specs: Sequence[StageSpec], block: type[nn.Module],
+                 stem_out_channels: int = 64, res2_out_channels: int = 256, num_groups: int = 1,
+                 width_per_group: int = 64, stride_in_1x1: bool = True, res5_dilation: int = 1,
+                 freeze_at: int = 2) -> None:
+        super().__init__()
+        self.stem = StemWithFixedBatchNorm(stem_out_channels)
+        in_channels = stem_out_channels
+        self.stage_names: list[str] = []
+        for spec in stage_specs:
+            factor = 2 ** (spec.index - 1)
+            out_channels = res2_out_channels * factor
+            dilation = res5_dilation if spec.index == 4 else 1
+            blocks = []
+            for i in range(spec.block_count):
+                first_stride = 2 if spec.index > 1 else 1
+                blocks.append(block(in_channels, num_groups * width_per_group * factor,
+                                    out_channels, num_groups=num_groups,
+                                    stride_in_1x1=stride_in_1x1,
+                                    stride=first_stride if i == 0 else 1, dilation=dilation))
+                in_channels = out_channels
+            name = f"layer{spec.index}"
+            self.add_module(name, nn.Sequential(*blocks))
+            self.stage_names.append(name)
+        self.out_channels = [res2_out_channels * 2 ** (s.index - 1) for s in stage_specs]
+        self.freeze(freeze_at)
+
+    def freeze(self, freeze_at: int) -> None:
+        """Stop gradients to the stem (0) and stages 1..freeze_at-1 (maskrcnn-benchmark's rule)."""
+        modules = [self.stem] + [getattr(self, n) for n in self.stage_names]
+        for module in modules[: max(freeze_at, 0)]:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.stem(x)
+        outputs = []
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+            outputs.append(x)
+        return outputs
+

@@ -1,0 +1,35 @@
+"""Name -> builder tables, so a config string picks a module and new parts plug in by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+class Registry(dict):
+    """A dict of builders with a `register(name)` decorator and a helpful missing-key error."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        def _register(fn: Any) -> Any:
+            if name in self:
+                raise KeyError(f"{self.kind} {name!r} is already registered")
+            self[name] = fn
+            return fn
+
+        return _register
+
+    def __missing__(self, name: str) -> Any:
+        raise KeyError(f"unknown {self.kind} {name!r}; known: {sorted(self)}")
+
+
+BACKBONES = Registry("backbone (MODEL.BACKBONE.CONV_BODY)")
+RESNET_BLOCKS = Registry("ResNet block (MODEL.RESNETS.TRANS_FUNC)")
+RPN_HEADS = Registry("RPN head (MODEL.RPN.RPN_HEAD)")
+ROI_BOX_FEATURE_EXTRACTORS = Registry("box feature extractor (ROI_BOX_HEAD.FEATURE_EXTRACTOR)")
+ROI_BOX_PREDICTOR = Registry("box predictor (MODEL.ROI_BOX_HEAD.PREDICTOR)")
+# Extra ROI heads (mask, keypoint) register a builder `fn(cfg, in_channels) -> nn.Module` here.
+ROI_HEADS = Registry("ROI head")

@@ -1,0 +1,93 @@
+"""Box head inference: decode per-class boxes, threshold, per-class NMS, keep the top detections.
+
+All images and classes go through one batched NMS (groups = image x class), which equals
+maskrcnn-benchmark's per-image, per-class loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from rcnn.layers import batched_nms
+from rcnn.modeling.box_coder import BoxCoder
+from rcnn.structures.bounding_box import TO_REMOVE, BoxList
+from rcnn.structures.boxlist_ops import legacy_nms_boxes
+
+
+class PostProcessor:
+    """Detections per image: BoxLists with fields "scores" and "labels" (1..num_classes-1)."""
+
+    def __init__(
+        self,
+        score_thresh: float = 0.05,
+        nms: float = 0.5,
+        detections_per_img: int = 100,
+        box_coder: BoxCoder | None = None,
+        cls_agnostic_bbox_reg: bool = False,
+    ) -> None:
+        self.score_thresh = score_thresh
+        self.nms = nms
+        self.detections_per_img = detections_per_img
+        self.box_coder = box_coder or BoxCoder(weights=(10.0, 10.0, 5.0, 5.0))
+        self.cls_agnostic_bbox_reg = cls_agnostic_bbox_reg
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_logits: torch.Tensor,
+        box_regression: torch.Tensor,
+        boxes: Sequence[BoxList],
+    ) -> list[BoxList]:
+        class_prob = F.softmax(class_logits, -1)
+        num_classes = class_prob.shape[1]
+        concat_boxes = torch.cat([b.bbox for b in boxes])
+        if self.cls_agnostic_bbox_reg:
+            box_regression = box_regression[:, -4:]
+        proposals = self.box_coder.decode(box_regression, concat_boxes)
+        if self.cls_agnostic_bbox_reg:
+            proposals = proposals.repeat(1, num_classes)
+        proposals = proposals.view(-1, num_classes, 4)
+
+        # Clip every box to its own image.
+        counts = [len(b) for b in boxes]
+        image_idx = torch.repeat_interleave(
+            torch.arange(len(boxes), device=concat_boxes.device),
+            torch.tensor(counts, device=concat_boxes.device),
+        )
+        sizes = torch.tensor([b.size for b in boxes], dtype=proposals.dtype,
+                             device=proposals.device)
+        max_xy = (sizes - TO_REMOVE).repeat(1, 2)[image_idx][:, None, :]
+        proposals = torch.minimum(proposals.clamp(min=0), max_xy)
+
+        # Background (class 0) never yields detections.
+        candidates = class_prob[:, 1:] > self.score_thresh
+        rows, cls = candidates.nonzero(as_tuple=True)
+        cls = cls + 1
+        det_boxes = proposals[rows, cls]
+        det_scores = class_prob[rows, cls]
+        det_images = image_idx[rows]
+        keep = batched_nms(
+            legacy_nms_boxes(det_boxes), det_scores, det_images * num_classes + cls, self.nms
+        )
+        # Group by image; within an image keep the score order of NMS.
+        keep = keep[torch.argsort(det_images[keep], stable=True)]
+        per_image = torch.bincount(det_images[keep], minlength=len(boxes)).tolist()
+
+        results = []
+        for box, idx in zip(boxes, keep.split(per_image), strict=True):
+            idx = self._top_detections(idx, det_scores)
+            result = BoxList(det_boxes[idx], box.size, mode="xyxy")
+            result.add_field("scores", det_scores[idx])
+            result.add_field("labels", cls[idx])
+            results.append(result)
+        return results
+
+    def _top_detections(self, idx: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Keep scores >= the detections_per_img-th best, ties included (as maskrcnn-benchmark)."""
+        if not 0 < self.detections_per_img < idx.numel():
+            return idx
+        kth = scores[idx[self.detections_per_img - 1]]
+        return idx[scores[idx] >= kth]

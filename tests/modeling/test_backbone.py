@@ -1,0 +1,78 @@
+"""Backbones and the detector's state-dict names (maskrcnn-benchmark's)."""
+
+import pytest
+import torch
+
+from rcnn.config import load_config
+from rcnn.modeling.detector import build_detection_model
+
+CONFIGS = "models/configs"
+
+
+def _build(name: str, *overrides: str):
+    return build_detection_model(load_config(f"{CONFIGS}/{name}.yaml", list(overrides)))
+
+
+def _num_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.fixture(scope="module")
+def r50():
+    return _build("e2e_faster_rcnn_R_50_FPN_1x")
+
+
+def test_r50_fpn_state_dict_names(r50):
+    keys = set(r50.state_dict())
+    expected = {
+        "backbone.body.stem.conv1.weight",
+        "backbone.body.stem.bn1.weight", "backbone.body.stem.bn1.bias",
+        "backbone.body.stem.bn1.running_mean", "backbone.body.stem.bn1.running_var",
+        "backbone.body.layer1.0.conv1.weight", "backbone.body.layer1.0.downsample.0.weight",
+        "backbone.body.layer1.0.downsample.1.running_var", "backbone.body.layer4.2.bn3.bias",
+        *(f"backbone.fpn.fpn_inner{i}.weight" for i in range(1, 5)),
+        *(f"backbone.fpn.fpn_layer{i}.bias" for i in range(1, 5)),
+        *(f"rpn.anchor_generator.cell_anchors.{i}" for i in range(5)),
+        "rpn.head.conv.weight", "rpn.head.cls_logits.weight", "rpn.head.bbox_pred.bias",
+        "roi_heads.box.feature_extractor.fc6.weight", "roi_heads.box.feature_extractor.fc7.bias",
+        "roi_heads.box.predictor.cls_score.weight", "roi_heads.box.predictor.bbox_pred.weight",
+    }
+    assert expected <= keys
+    assert not any("num_batches_tracked" in k for k in keys)
+    # Conv weights of torchvision's resnet50 (23,454,912) + FPN 3,344,384 + RPN 593,935 +
+    # box head 14,310,805 (81 classes); frozen BN holds buffers only.
+    assert _num_params(r50) == 41_704_036
+    sd = r50.state_dict()
+    assert sd["roi_heads.box.predictor.cls_score.weight"].shape == (81, 1024)
+    assert sd["roi_heads.box.predictor.bbox_pred.weight"].shape == (81 * 4, 1024)
+    assert sd["rpn.anchor_generator.cell_anchors.0"].tolist()[1] == [-14, -14, 17, 17]
+
+
+def test_frozen_stages(r50):
+    body = r50.backbone.body
+    assert not any(p.requires_grad for p in body.stem.parameters())
+    assert not any(p.requires_grad for p in body.layer1.parameters())
+    assert all(p.requires_grad for p in body.layer2.parameters())
+
+
+def test_deeper_and_resnext_bodies_build(r50):
+    r101 = _build("e2e_faster_rcnn_R_101_FPN_1x")
+    x101 = _build("e2e_faster_rcnn_X_101_32x8d_FPN_1x")
+    n50, n101, nx101 = _num_params(r50), _num_params(r101), _num_params(x101)
+    assert n101 - n50 == 17 * 1_114_112  # 17 more res4 bottlenecks (1x1, 3x3, 1x1 convs)
+    assert nx101 > n101 + 40_000_000
+    conv2 = x101.backbone.body.layer1[0].conv2
+    assert conv2.groups == 32 and conv2.weight.shape == (256, 8, 3, 3)
+    # STRIDE_IN_1X1: True for MSRA R-50 weights, False in the X-101 (FAIR weights) config.
+    assert r50.backbone.body.layer2[0].conv1.stride == (2, 2)
+    assert x101.backbone.body.layer2[0].conv2.stride == (2, 2)
+
+
+def test_small_bodies_shapes():
+    model = _build("quick/faster_rcnn_R_18_FPN_quick").eval()
+    feats = model.backbone(torch.zeros(1, 3, 64, 96))
+    assert [tuple(f.shape) for f in feats] == [
+        (1, 128, 16, 24), (1, 128, 8, 12), (1, 128, 4, 6), (1, 128, 2, 3), (1, 128, 1, 2)
+    ]
+    r34 = _build("quick/faster_rcnn_R_18_FPN_quick", "MODEL.BACKBONE.CONV_BODY", "R-34-FPN")
+    assert len(r34.backbone.body.layer3) == 6
