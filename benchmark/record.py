@@ -28,12 +28,14 @@ from typing import Any, Literal, TypedDict
 
 import torch
 
-from rcnn.device import DeviceAdapter, get_adapter
+from rcnn.device import DeviceAdapter, DeviceError, get_adapter
 from rcnn.utils.env import collect_env, git_commit
 
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "nan", "oom", "skipped")
-MODES = ("train", "infer")
+Status = Literal["ok", "failed", "nan", "oom", "skipped"]  # skipped: a sweep cell that cannot run
+Mode = Literal["train", "infer"]
+STATUSES: tuple[str, ...] = typing.get_args(Status)
+MODES: tuple[str, ...] = typing.get_args(Mode)
 RECORDS_FILE = "records.jsonl"
 
 
@@ -63,8 +65,8 @@ class _Identity(TypedDict):
     schema_version: Literal[1]
     run_id: str
     created_utc: str
-    status: Literal["ok", "failed", "nan", "oom", "skipped"]
-    mode: Literal["train", "infer"]
+    status: Status
+    mode: Mode
     model: str
     device_type: str
     cards: int
@@ -172,10 +174,36 @@ def new_run_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{uuid.uuid4().hex[:8]}"
 
 
+def _command() -> str:
+    argv0 = Path(sys.argv[0])
+    # `python -m benchmark` shows up as .../benchmark/__main__.py
+    head = ["python", "-m", argv0.parent.name] if argv0.name == "__main__.py" else [argv0.name]
+    return shlex.join([*head, *sys.argv[1:]])
+
+
+def _fill_device(record: dict, adapter: DeviceAdapter | None, card: int) -> None:
+    """env, device_type and device_name from the adapter, without failing while recording a
+    failure: a device that is not here leaves device_name empty."""
+    if adapter is None:
+        try:
+            adapter = get_adapter(record["device_type"] or "cpu")
+        except DeviceError:
+            adapter = get_adapter("cpu")  # env still describes this host
+    record["env"] = record["env"] or collect_env(adapter)
+    record["device_type"] = record["device_type"] or adapter.name
+    if (
+        record["device_name"] is None
+        and record["device_type"] == adapter.name
+        and adapter.is_available()
+        and card < adapter.device_count()
+    ):
+        record["device_name"] = adapter.card_name(card)
+
+
 def new_record(adapter: DeviceAdapter | None = None, card: int = 0, **fields: Any) -> dict:
     """A record with every schema field: run_id, created_utc, env, git_commit and defaults
-    filled, then `fields` on top. The adapter (cpu when None) gives env, device_type and,
-    for `card`, device_name."""
+    filled, then `fields` on top. The adapter (else the one named by device_type, else cpu)
+    gives env, device_type and, for `card` when it is here, device_name."""
     unknown = sorted(set(fields) - set(FIELDS))
     if unknown:
         raise ValueError(f"not record fields: {', '.join(unknown)}")
@@ -189,14 +217,11 @@ def new_record(adapter: DeviceAdapter | None = None, card: int = 0, **fields: An
         impl="rcnn",
         nodes=1,
         cards=1,
-        command=shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        command=_command(),
     )
     record.update(fields)
     if record["env"] is None or record["device_type"] is None or record["device_name"] is None:
-        adapter = adapter or get_adapter("cpu")
-        record["env"] = record["env"] or collect_env(adapter)
-        record["device_type"] = record["device_type"] or adapter.name
-        record["device_name"] = record["device_name"] or adapter.card_name(card)
+        _fill_device(record, adapter, card)
     if "git_commit" not in fields:
         record["git_commit"] = git_commit()
     return record

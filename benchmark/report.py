@@ -100,9 +100,10 @@ def training_table(df: pd.DataFrame) -> pd.DataFrame:
     index = [*ROW, "cards"]
     wide = cells.pivot(index=index, columns="precision")
     table = pd.DataFrame(index=wide.index)
-    for p in _precision_order(list(cells["precision"].unique())):
+    precisions = _precision_order(list(cells["precision"].unique()))
+    for p in precisions:
         table[f"{p} img/s"] = wide["throughput"][p].map(lambda v: _num(v, "{:.1f}"))
-        if p != "fp32":
+        if p != "fp32" and "fp32" in precisions:
             table[f"{p} vs fp32"] = wide["speedup"][p].map(lambda v: _num(v, "{:.2f}x"))
         table[f"{p} eff"] = wide["efficiency"][p].map(lambda v: _num(v * 100, "{:.1f}%"))
     table["runs"] = wide["runs"].sum(axis=1).astype(int)

@@ -22,6 +22,7 @@ from benchmark.record import (
     validate,
     write_run,
 )
+from rcnn.device import DeviceError
 
 PAD = "x" * 6000  # lines longer than PIPE_BUF: unlocked appends of this size could interleave
 
@@ -47,6 +48,22 @@ def test_new_record_is_valid_and_complete():
     assert r["device_type"] == "cpu" and r["device_name"] and r["env"]["hostname"]
     assert r["created_utc"].endswith("+00:00")
     assert {"latency_ms", "ops", "accuracy", "config_hash", "seed"} <= set(r)
+    assert r["command"]  # the command line that made the run
+
+
+@pytest.mark.parametrize("device_type", ["cuda", "mlu", "no_such_vendor"])
+def test_recording_a_device_that_is_not_here_never_fails(device_type):
+    r = failed_record(
+        DeviceError(f"device '{device_type}' requested but it is not here"),
+        mode="train",
+        model="m",
+        precision="fp32",
+        device_type=device_type,
+        git_commit=None,
+    )
+    assert r["status"] == "failed" and validate(r) == []
+    assert r["device_type"] == device_type and r["env"]["hostname"]
+    assert r["device_name"] is None  # this CPU host has no such card to name
 
 
 def test_run_ids_sort_by_time_and_are_unique():

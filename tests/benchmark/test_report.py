@@ -11,6 +11,7 @@ import pytest
 
 from benchmark.commands import report as report_cmd
 from benchmark.record import RECORDS_FILE, new_record, write_run
+from benchmark.report import frame, training_table
 
 A100 = "NVIDIA A100-SXM4-80GB"
 MODEL = "e2e_mask_rcnn_R_50_FPN_1x"
@@ -241,3 +242,19 @@ def test_only_failed_records_still_render(tmp_path, capsys):
     assert "No ok training records." in out and "| failed | train |" in text
     assert "| boom |" in text
     assert json.loads((tmp_path / RECORDS_FILE).read_text())["status"] == "failed"
+
+
+def test_training_table_without_fp32_has_no_speedup_column():
+    records = [rec("h", precision="bf16", cards=c, throughput_img_s=t) for c, t in [(1, 5), (2, 8)]]
+    table = training_table(frame(records))
+    assert list(table.columns) == [
+        "model",
+        "impl",
+        "device",
+        "batch/card",
+        "cards",
+        "bf16 img/s",
+        "bf16 eff",
+        "runs",
+    ]
+    assert table["bf16 eff"].tolist() == ["100.0%", "80.0%"]
