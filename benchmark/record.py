@@ -328,7 +328,7 @@ def read_records(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
     for path in map(Path, paths):
         file = path / RECORDS_FILE if path.is_dir() else path
         if not file.is_file():
-            problems.append(f"{file}: no such file")
+            problems.append(f"{file}: not found")
             continue
         with open(file, encoding="utf-8", errors="replace") as f:
             for lineno, line in enumerate(f, 1):

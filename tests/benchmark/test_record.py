@@ -243,5 +243,5 @@ def test_read_records_merges_folders_and_reports_bad_lines(tmp_path):
         f"{jb}:2: not a JSON line (Expecting value)",
         f"{jb}:3: cards: expected int, got float",
         f"{jb}:4: run {good['run_id']} already read at {jb}:1",
-        f"{tmp_path / 'missing'}: no such file",
+        f"{tmp_path / 'missing'}: not found",
     ]

@@ -258,3 +258,27 @@ def test_training_table_without_fp32_has_no_speedup_column():
         "runs",
     ]
     assert table["bf16 eff"].tolist() == ["100.0%", "80.0%"]
+
+
+def test_real_cpu_loop_measured_recorded_and_reported(tmp_path, capsys):
+    import torch
+
+    from benchmark.measure import IterationTimer, summarize
+    from rcnn.device import resolve
+
+    adapter, index = resolve("cpu")
+    timer = IterationTimer(lambda: adapter.synchronize(index), warmup=1)
+    batches = [torch.randn(2, 32, 32) for _ in range(4)]
+    for batch in timer.iterate(batches):
+        (batch @ batch).sum().item()
+        timer.step_end(images=batch.shape[0])
+    fields = summarize(timer.window(), latency=True)
+    record = new_record(
+        adapter, mode="infer", model="tiny", precision="fp32", batch_per_card=2, **fields
+    )
+    write_run(tmp_path, record)
+    code, out, _ = run_report([tmp_path], tmp_path, capsys)
+    assert code == 0
+    cells = row(out, "tiny", "rcnn", record["device_name"], "1", "fp32", "2")
+    assert cells[6] == f"{fields['throughput_img_s']:.1f}"
+    assert cells[7] == f"{fields['latency_ms']['p50']:.1f}"
