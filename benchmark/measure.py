@@ -102,6 +102,7 @@ class IterationTimer:
         self.iterations = 0  # warm-up included
         self._first_iter_s: float | None = None
         self._iter_start: float | None = None
+        self._window_start: float | None = None  # the synchronize that ends the warm-up
         self._data_end: float | None = None
         self._window = Window(warmup_iters=0, first_iter_s=None)
 
@@ -111,7 +112,7 @@ class IterationTimer:
 
     def start(self) -> None:
         """Open the first iteration; `iterate` calls it for you."""
-        self._iter_start = self._now()
+        self._iter_start = self._window_start = self._now()
 
     def data_end(self) -> None:
         """The batch is ready (on the device, if the loop moved it there): data time ends."""
@@ -132,10 +133,12 @@ class IterationTimer:
             w = self._window
             w.measured_iters += 1
             w.images += images
-            w.wall_s += step  # iterations are contiguous, so their sum is the window's wall time
+            w.wall_s = end - self._window_start  # equals the sum of its contiguous step times
             w.step_s.append(step)
             w.data_s.append(data)
             w.compute_s.append(end - self._data_end)
+        else:
+            self._window_start = end
         self._iter_start, self._data_end = end, None
 
     def iterate(self, batches: Iterable[T]) -> Iterator[T]:

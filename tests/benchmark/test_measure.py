@@ -101,6 +101,7 @@ def test_timer_syncs_at_every_boundary_and_times_async_work():
     assert w.data_s == pytest.approx([0.010] * 8)
     assert w.compute_s == pytest.approx([0.050] * 8)
     assert w.wall_s == pytest.approx(dev.now - (1.060 + 0.060))  # window opens after warm-up
+    assert w.wall_s == pytest.approx(sum(w.step_s))  # contiguous iterations
 
 
 def test_copy_queued_while_loading_is_data_time():
