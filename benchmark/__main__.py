@@ -12,7 +12,7 @@ import sys
 
 from rcnn.device import DeviceError
 
-VERBS = ("devices",)
+VERBS = ("devices", "data", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

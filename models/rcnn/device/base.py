@@ -150,6 +150,13 @@ class DeviceAdapter:
         if mod is not None and hasattr(mod, "manual_seed_all"):
             mod.manual_seed_all(seed)
 
+    def rng_state(self, index: int | None = None) -> torch.Tensor | None:
+        """The card's generator state, to save beside the CPU ones for an exact resume."""
+        return self.module().get_rng_state(index if index is not None else 0)
+
+    def set_rng_state(self, state: torch.Tensor, index: int | None = None) -> None:
+        self.module().set_rng_state(state, index if index is not None else 0)
+
     # -- precision --------------------------------------------------------------------------
 
     def supported_precisions(self) -> tuple[str, ...]:

@@ -67,6 +67,12 @@ class CpuAdapter(DeviceAdapter):
         peak = _status_kb("VmHWM")
         return peak / 1024 if peak is not None else None
 
+    def rng_state(self, index: int | None = None) -> torch.Tensor | None:
+        return None  # the CPU generator is saved with the host RNG states
+
+    def set_rng_state(self, state: torch.Tensor, index: int | None = None) -> None:
+        pass
+
     def supported_precisions(self) -> tuple[str, ...]:
         # CPU autocast runs bf16 well; fp16 has no fast CPU kernels and tf32 is GPU math.
         return ("fp32", "bf16")

@@ -61,6 +61,7 @@ class Trainer:
         adapter: DeviceAdapter,
         index: int,
         precision: str = "fp32",
+        scaler: torch.amp.GradScaler | None = None,
         checkpointer: Callable[[str, int], None] | None = None,
         checkpoint_period: int = 0,
         log_period: int = 20,
@@ -72,7 +73,7 @@ class Trainer:
         self.index = index
         self.device = adapter.torch_device(index)
         self.precision = precision
-        self.scaler = adapter.grad_scaler(precision)
+        self.scaler = scaler if scaler is not None else adapter.grad_scaler(precision)
         self.checkpointer = checkpointer
         self.checkpoint_period = checkpoint_period
         self.log_period = log_period

@@ -1,0 +1,198 @@
+"""Build a run from a config: device, model, optimizer, data and checkpoints; train or test.
+
+`tools/train_net.py`, `tools/test_net.py` and the benchmark harness all go through here, so a
+benchmark measures exactly the training and inference a user runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rcnn.checkpoint import (
+    last_checkpoint,
+    load_checkpoint,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from rcnn.data import make_data_loader
+from rcnn.device import DeviceAdapter, resolve
+from rcnn.modeling.detector import build_detection_model
+from rcnn.solver import make_lr_scheduler, make_optimizer
+from rcnn.utils import comm
+
+from .inference import inference
+from .trainer import StepResult, Trainer, TrainHooks
+
+logger = logging.getLogger("rcnn.run")
+
+
+@dataclass
+class Session:
+    """Where and how this process runs: resolved once, before any work."""
+
+    cfg: object
+    adapter: DeviceAdapter
+    index: int
+    precision: str
+    distributed: bool
+
+    @property
+    def device(self) -> torch.device:
+        return self.adapter.torch_device(self.index)
+
+
+def start_session(cfg) -> Session:
+    """Resolve the device and precision (errors before work), join torchrun's group, seed."""
+    precision = cfg.MODEL.PRECISION
+    adapter, index = resolve(cfg.MODEL.DEVICE, precision)
+    distributed = comm.init_distributed(adapter, index)
+    adapter.set_device(index)
+    adapter.configure_precision(precision)
+    adapter.manual_seed(cfg.SEED)
+    return Session(cfg, adapter, index, precision, distributed)
+
+
+def build_model(session: Session) -> torch.nn.Module:
+    return build_detection_model(session.cfg).to(session.device)
+
+
+def wrap_distributed(model: torch.nn.Module, session: Session) -> torch.nn.Module:
+    if not session.distributed:
+        return model
+    ids = [session.index] if session.adapter.is_accelerator else None
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, broadcast_buffers=False, find_unused_parameters=False
+    )
+
+
+class Checkpointer:
+    """Saves model, optimizer, schedule, scaler, iteration and RNG states on rank 0."""
+
+    def __init__(self, session: Session, model, optimizer, scheduler, scaler, output_dir: Path):
+        self.session, self.model = session, model
+        self.optimizer, self.scheduler, self.scaler = optimizer, scheduler, scaler
+        self.output_dir = output_dir
+
+    def __call__(self, name: str, iteration: int) -> None:
+        if not comm.is_main_process():
+            return
+        extra = {"rng": rng_state()}
+        card_rng = self.session.adapter.rng_state(self.session.index)
+        if card_rng is not None:
+            extra["card_rng"] = card_rng
+        path = save_checkpoint(
+            self.output_dir / f"{name}.pth",
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.scaler,
+            iteration,
+            self.session.cfg,
+            extra,
+        )
+        logger.info("saved checkpoint %s", path)
+
+    def resume(self, path: str) -> int:
+        resumed = load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.scaler)
+        if "rng" in resumed.extra:
+            set_rng_state(resumed.extra["rng"])
+        if "card_rng" in resumed.extra:
+            self.session.adapter.set_rng_state(resumed.extra["card_rng"], self.session.index)
+        logger.info("resumed from %s at iteration %d", path, resumed.iteration)
+        return resumed.iteration
+
+
+class EvalHook:
+    """Evaluate every `period` iterations; stop once bbox AP reaches `target` (MLPerf-style)."""
+
+    def __init__(self, session: Session, period: int, target_ap: float):
+        self.session, self.period, self.target_ap = session, period, target_ap
+        self.start = time.perf_counter()
+        self.history: list[tuple[int, float]] = []
+        self.time_to_accuracy_s: float | None = None
+
+    def __call__(self, trainer: Trainer, step: StepResult) -> bool:
+        if not self.period or step.iteration % self.period:
+            return False
+        scores = test(self.session, trainer.model)
+        ap = scores.get("bbox", {}).get("ap", 0.0) if scores else 0.0
+        self.history.append((step.iteration, ap))
+        reached = comm.all_gather_objects(bool(self.target_ap and ap >= self.target_ap))[0]
+        if reached:
+            self.time_to_accuracy_s = time.perf_counter() - self.start
+            logger.info(
+                "target bbox AP %.3f reached at iteration %d after %.1f s",
+                self.target_ap,
+                step.iteration,
+                self.time_to_accuracy_s,
+            )
+        return reached
+
+
+def train(
+    session: Session, resume: bool = True, hooks: TrainHooks | None = None
+) -> tuple[Trainer, EvalHook]:
+    """Train per the config; resumes from OUTPUT_DIR's last checkpoint when `resume`."""
+    cfg = session.cfg
+    output_dir = Path(cfg.OUTPUT_DIR)
+    model = build_model(session)
+    optimizer = make_optimizer(cfg, model)
+    scheduler = make_lr_scheduler(cfg, optimizer)
+    scaler = session.adapter.grad_scaler(session.precision)
+    checkpointer = Checkpointer(session, model, optimizer, scheduler, scaler, output_dir)
+    start_iter = 0
+    last = last_checkpoint(output_dir) if resume else None
+    if last:
+        start_iter = checkpointer.resume(last)
+    elif cfg.MODEL.WEIGHT:
+        report = load_weights(cfg.MODEL.WEIGHT, model, strict=False)
+        logger.info("initialised from %s: %s", cfg.MODEL.WEIGHT, report)
+    model = wrap_distributed(model, session)
+    trainer = Trainer(
+        model,
+        optimizer,
+        scheduler,
+        session.adapter,
+        session.index,
+        session.precision,
+        scaler=scaler,
+        checkpointer=checkpointer,
+        checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
+    )
+    data_loader = make_data_loader(
+        cfg, is_train=True, is_distributed=session.distributed, start_iter=start_iter
+    )
+    eval_hook = EvalHook(session, cfg.SOLVER.TEST_PERIOD, cfg.SOLVER.TARGET_BBOX_AP)
+    hooks = hooks or TrainHooks()
+    hooks.after_step.append(eval_hook)
+    trainer.fit(data_loader, start_iter, cfg.SOLVER.MAX_ITER, hooks)
+    return trainer, eval_hook
+
+
+def iou_types(cfg) -> tuple[str, ...]:
+    return ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+
+
+def test(session: Session, model: torch.nn.Module) -> dict[str, dict[str, float]] | None:
+    """Evaluate on the first of DATASETS.TEST; {iou_type: stats} on rank 0."""
+    cfg = session.cfg
+    loaders = make_data_loader(cfg, is_train=False, is_distributed=session.distributed)
+    name = cfg.DATASETS.TEST[0]
+    out = Path(cfg.OUTPUT_DIR) / "inference" / name if cfg.OUTPUT_DIR else None
+    return inference(
+        model,
+        loaders[0],
+        loaders[0].dataset,
+        session.adapter,
+        session.index,
+        session.precision,
+        iou_types(cfg),
+        out,
+    )
