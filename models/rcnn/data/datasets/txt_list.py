@@ -14,9 +14,7 @@ import os
 from rcnn.data.datasets.bad_data import BadItem, DataError
 from rcnn.data.datasets.base import DetectionDataset, Transforms, coco_from_dict
 from rcnn.data.datasets.image_io import probe_images
-
-# Legacy pixel convention: a box's extent includes its last pixel.
-TO_REMOVE = 1
+from rcnn.structures.bounding_box import TO_REMOVE
 
 
 def read_classes(classes_file: str) -> list[str]:

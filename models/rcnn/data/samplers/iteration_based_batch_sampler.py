@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from torch.utils.data import BatchSampler, Sampler
+from torch.utils.data import Sampler
 
 
-class IterationBasedBatchSampler(BatchSampler):
+class IterationBasedBatchSampler(Sampler[list[int]]):
     """Yields batches of `batch_sampler` for iterations start_iter..num_iterations-1, moving to
     the next epoch (`set_epoch` on its sampler) when one runs out; a resumed run at start_iter
     gets exactly the batches the uninterrupted run got from that iteration on."""
