@@ -136,10 +136,19 @@ class EvalHook:
         return reached
 
 
-def train(
-    session: Session, resume: bool = True, hooks: TrainHooks | None = None
-) -> tuple[Trainer, EvalHook]:
-    """Train per the config; resumes from OUTPUT_DIR's last checkpoint when `resume`."""
+@dataclass
+class Training:
+    """Everything a training run needs, built but not started."""
+
+    trainer: Trainer
+    data_loader: object
+    start_iter: int
+    max_iter: int
+    eval_hook: EvalHook
+
+
+def build_training(session: Session, resume: bool = True, checkpoints: bool = True) -> Training:
+    """Model, optimizer, schedule, scaler, loader; resumes from OUTPUT_DIR's last checkpoint."""
     cfg = session.cfg
     output_dir = Path(cfg.OUTPUT_DIR)
     model = build_model(session)
@@ -163,17 +172,25 @@ def train(
         session.index,
         session.precision,
         scaler=scaler,
-        checkpointer=checkpointer,
+        checkpointer=checkpointer if checkpoints else None,
         checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
     )
     data_loader = make_data_loader(
         cfg, is_train=True, is_distributed=session.distributed, start_iter=start_iter
     )
     eval_hook = EvalHook(session, cfg.SOLVER.TEST_PERIOD, cfg.SOLVER.TARGET_BBOX_AP)
+    return Training(trainer, data_loader, start_iter, cfg.SOLVER.MAX_ITER, eval_hook)
+
+
+def train(
+    session: Session, resume: bool = True, hooks: TrainHooks | None = None
+) -> tuple[Trainer, EvalHook]:
+    """Train per the config, with periodic evaluation and the target-AP stop."""
+    run = build_training(session, resume)
     hooks = hooks or TrainHooks()
-    hooks.after_step.append(eval_hook)
-    trainer.fit(data_loader, start_iter, cfg.SOLVER.MAX_ITER, hooks)
-    return trainer, eval_hook
+    hooks.after_step.append(run.eval_hook)
+    run.trainer.fit(run.data_loader, run.start_iter, run.max_iter, hooks)
+    return run.trainer, run.eval_hook
 
 
 def iou_types(cfg) -> tuple[str, ...]:
