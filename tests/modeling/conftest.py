@@ -32,6 +32,19 @@ def load_bgr_minus_mean(path: Path) -> torch.Tensor:
     return bgr - torch.tensor(PIXEL_MEAN_BGR)[:, None, None]
 
 
+@pytest.fixture(scope="session")
+def jpeg_tensor(tmp_path_factory):
+    """fn(size, objects) -> the image written as a JPEG, read back as the model's input."""
+    folder = tmp_path_factory.mktemp("jpegs")
+
+    def make(size: tuple[int, int], objects: list[tuple[int, tuple]]) -> torch.Tensor:
+        path = folder / f"scene{len(list(folder.iterdir()))}.jpg"
+        write_jpeg(path, size, objects)
+        return load_bgr_minus_mean(path)
+
+    return make
+
+
 @pytest.fixture
 def rectangle_images(tmp_path: Path) -> list[tuple[torch.Tensor, BoxList]]:
     """Two 160x128 JPEGs written to disk and read back, with their ground-truth BoxLists."""
