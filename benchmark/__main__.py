@@ -10,7 +10,13 @@ import argparse
 import importlib
 import sys
 
+from rcnn.checkpoint import CheckpointError
+from rcnn.config import ConfigError, DatasetCatalogError
+from rcnn.data import DataError
 from rcnn.device import DeviceError
+
+# Mistakes a user can fix: one message, no traceback.
+USER_ERRORS = (ConfigError, DatasetCatalogError, DataError, DeviceError, CheckpointError)
 
 VERBS = ("devices", "data", "report")
 
@@ -29,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except DeviceError as err:
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
