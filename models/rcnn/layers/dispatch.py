@@ -1,0 +1,127 @@
+"""Choose, once per op and device, between the device's kernel and the native (pure torch) op.
+
+The kernel is whatever `torchvision.ops` runs on the device: torchvision's own C++/CUDA kernels
+or one a vendor plug-in registers under the torchvision ops. It is used when torchvision imports
+and a tiny preflight call on the device runs and agrees with the native op; otherwise the native
+op runs. Capability is discovered by running, never by the device's name.
+
+`RCNN_OPS=auto|kernel|native` (default auto) forces the choice; a forced kernel that cannot run
+raises KernelUnavailableError naming the op, the device and why.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+
+from . import native
+from .precision import autocast_off
+from .preflight_cases import CASES
+
+ENV = "RCNN_OPS"
+MODES = ("auto", "kernel", "native")
+OPS = ("nms", "roi_align", "roi_pool")
+# Functions that ride on another op's decision: torchvision's batched_nms is built on its nms.
+_DECIDED_BY = {"nms": "nms", "batched_nms": "nms", "roi_align": "roi_align", "roi_pool": "roi_pool"}
+
+
+class KernelUnavailableError(RuntimeError):
+    """RCNN_OPS=kernel was asked for, but the op's kernel cannot run on the device."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    impl: str  # "kernel" or "native"
+    reason: str
+
+
+_choices: dict[tuple[str, str, int | None, str], Choice] = {}
+_used: dict[str, set[str]] = {}
+
+
+def _load_kernels() -> ModuleType:
+    """torchvision.ops, imported only when needed: on some machines torchvision cannot import."""
+    import torchvision.ops
+
+    return torchvision.ops
+
+
+def mode() -> str:
+    value = os.environ.get(ENV, "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"{ENV}={value!r} is not one of {', '.join(MODES)}")
+    return value
+
+
+def _kernel_problem(op: str, device: torch.device) -> str | None:
+    """Why the op's kernel cannot be used on `device`, or None when it can."""
+    try:
+        kernels = _load_kernels()
+    except Exception as err:  # a broken torchvision install raises anything, not only ImportError
+        return f"torchvision.ops failed to import ({type(err).__name__}: {err})"
+    try:
+        # The first op may run under no_grad, inference_mode or autocast; the check needs none.
+        with torch.inference_mode(False), torch.enable_grad(), autocast_off(device):
+            return CASES[op](getattr(kernels, op), getattr(native, op), device)
+    except Exception as err:
+        return f"the kernel failed on a tiny input ({type(err).__name__}: {err})"
+
+
+def choose(op: str, device: torch.device) -> Choice:
+    """The implementation `op` uses on `device` (cached per op, device and RCNN_OPS mode)."""
+    forced = mode()
+    key = (op, device.type, device.index, forced)
+    if key in _choices:
+        return _choices[key]
+    if forced == "native":
+        choice = Choice("native", f"{ENV}=native")
+    else:
+        problem = _kernel_problem(op, device)
+        if problem is not None and forced == "kernel":
+            raise KernelUnavailableError(
+                f"{ENV}=kernel, but {op} has no working kernel on {device}: {problem}. "
+                f"Unset {ENV} (or set {ENV}=native) to run the native op"
+            )
+        choice = Choice("native", problem) if problem else Choice("kernel", "preflight passed")
+    _choices[key] = choice
+    return choice
+
+
+def implementation(name: str, device: torch.device) -> Callable:
+    """The function to call for `name` on `device`; records the choice for kernels_used()."""
+    op = _DECIDED_BY[name]
+    impl = choose(op, device).impl
+    _used.setdefault(op, set()).add(impl)
+    return getattr(_load_kernels() if impl == "kernel" else native, name)
+
+
+def _canonical(device: torch.device | str) -> torch.device:
+    # "cuda" and "cuda:0" are one card: let torch fill in the index it would use.
+    return torch.empty(0, device=device).device
+
+
+def preflight(device: torch.device | str) -> dict[str, str]:
+    """Run each op on a tiny input on `device`; return {op: "kernel" | "native"}."""
+    device = _canonical(device)
+    return {op: choose(op, device).impl for op in OPS}
+
+
+def preflight_reasons(device: torch.device | str) -> dict[str, str]:
+    """Like preflight, with why: {op: "kernel (preflight passed)" | "native (<why>)"}."""
+    device = _canonical(device)
+    return {op: f"{c.impl} ({c.reason})" for op, c in ((op, choose(op, device)) for op in OPS)}
+
+
+def kernels_used() -> dict[str, str]:
+    """{op: "kernel" | "native"} for the ops that ran ("kernel+native" if both did)."""
+    return {op: "+".join(sorted(impls, reverse=True)) for op, impls in sorted(_used.items())}
+
+
+def reset() -> None:
+    """Forget the choices and the usage record (a new run, or a changed RCNN_OPS in tests)."""
+    _choices.clear()
+    _used.clear()

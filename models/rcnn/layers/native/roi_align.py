@@ -1,0 +1,102 @@
+"""RoIAlign in plain torch ops, following torchvision's sampling rules exactly.
+
+Every roi bin averages a grid of bilinear samples. The sample positions along y and x are
+computed separately (the grid is their product), then all 4 corner taps of all samples of a
+chunk of rois are gathered from a channels-last view of the features in one index_select and
+reduced with one batched matmul. The gradient comes from autograd (index_select -> index_add).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .chunks import rows_per_chunk, window_groups
+
+
+def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def _axis_taps(
+    start: Tensor, bin_size: Tensor, grid: Tensor, pooled: int, grid_max: int, size: int
+) -> tuple[Tensor, Tensor]:
+    """Low/high pixel indices and weights [n, pooled, grid_max, 2] of one axis's samples."""
+    dtype = start.dtype
+    bins = torch.arange(pooled, dtype=dtype, device=start.device)[None, :, None]
+    steps = torch.arange(grid_max, dtype=dtype, device=start.device)[None, None, :] + 0.5
+    start, bin_size = start[:, None, None], bin_size[:, None, None]
+    cells = grid.clamp(min=1).to(dtype)[:, None, None]
+    # Same operation order as torchvision's kernel, so positions agree to the last bit.
+    pos = start + bins * bin_size + steps * bin_size / cells
+    used = (steps < grid[:, None, None]) & (pos >= -1.0) & (pos <= size)
+    pos = torch.where(used, pos, 0.0).clamp(min=0.0)
+    low = pos.to(torch.int64)
+    at_edge = low >= size - 1
+    low = torch.where(at_edge, size - 1, low)
+    high = torch.where(at_edge, size - 1, low + 1)
+    frac = torch.where(at_edge, 0.0, pos - low.to(dtype))
+    w_low = torch.where(used, 1.0 - frac, 0.0)
+    w_high = torch.where(used, frac, 0.0)
+    return torch.stack((low, high), dim=-1), torch.stack((w_low, w_high), dim=-1)
+
+
+def roi_align(
+    input: Tensor,
+    rois: Tensor,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """RoIAlign of `input` [N, C, H, W] over `rois` [K, 5] (batch index, x1, y1, x2, y2).
+
+    Computes in `input`'s dtype; callers pass float32 or float64.
+    """
+    pooled_h, pooled_w = _pair(output_size)
+    _, channels, height, width = input.shape
+    dtype = input.dtype
+    rois = rois.to(dtype)
+    offset = 0.5 if aligned else 0.0
+    x1 = rois[:, 1] * spatial_scale - offset
+    y1 = rois[:, 2] * spatial_scale - offset
+    roi_w = rois[:, 3] * spatial_scale - offset - x1
+    roi_h = rois[:, 4] * spatial_scale - offset - y1
+    if not aligned:
+        # Legacy mode: rois are at least one pixel, as in maskrcnn-benchmark.
+        roi_w, roi_h = roi_w.clamp(min=1.0), roi_h.clamp(min=1.0)
+    bin_w, bin_h = roi_w / pooled_w, roi_h / pooled_h
+    if sampling_ratio > 0:
+        grid_h = torch.full_like(roi_h, sampling_ratio, dtype=torch.int64)
+        grid_w = grid_h
+    else:
+        grid_h = torch.ceil(roi_h / pooled_h).clamp(min=0).to(torch.int64)
+        grid_w = torch.ceil(roi_w / pooled_w).clamp(min=0).to(torch.int64)
+    count = (grid_h * grid_w).clamp(min=1).to(dtype)
+    base = rois[:, 0].to(torch.int64) * (height * width)
+    features = input.permute(0, 2, 3, 1).reshape(-1, channels)
+
+    parts, order = [], []
+    for idx, gh, gw in window_groups(grid_h, grid_w):
+        y_idx, y_w = _axis_taps(y1[idx], bin_h[idx], grid_h[idx], pooled_h, gh, height)
+        x_idx, x_w = _axis_taps(x1[idx], bin_w[idx], grid_w[idx], pooled_w, gw, width)
+        # Broadcast to [n, ph, pw, gy, gx, corner_y, corner_x], then one bag of taps per bin.
+        bins, taps = idx.shape[0] * pooled_h * pooled_w, 4 * gh * gw
+        flat = (
+            base[idx, None, None, None, None, None, None]
+            + y_idx[:, :, None, :, None, :, None] * width
+            + x_idx[:, None, :, None, :, None, :]
+        ).reshape(bins, taps)
+        weight = y_w[:, :, None, :, None, :, None] * x_w[:, None, :, None, :, None, :]
+        weight = (weight / count[idx, None, None, None, None, None, None]).reshape(bins, 1, taps)
+        step = rows_per_chunk(taps * channels)
+        for start in range(0, max(flat.shape[0], 1), step):
+            rows = flat[start : start + step]
+            values = features.index_select(0, rows.reshape(-1)).view(*rows.shape, channels)
+            parts.append(torch.bmm(weight[start : start + step], values).squeeze(1))
+        order.append(idx)
+    out = torch.cat(parts) if len(parts) > 1 else parts[0]
+    out = out.view(-1, pooled_h, pooled_w, channels)
+    if len(order) > 1:
+        out = out[torch.argsort(torch.cat(order))]
+    return out.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,60 @@
+"""RoIAlign on the device's kernel, or natively where it has none, with its nn.Module."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from . import dispatch
+from .precision import autocast_off, compute_dtype
+
+
+def roi_align(
+    input: Tensor,
+    rois: Tensor,
+    output_size: int | tuple[int, int],
+    spatial_scale: float = 1.0,
+    sampling_ratio: int = -1,
+    aligned: bool = False,
+) -> Tensor:
+    """RoIAlign of `input` [N, C, H, W] at `rois` [K, 5] (batch index, x1, y1, x2, y2).
+
+    Returns [K, C, *output_size] in input's dtype. `sampling_ratio` <= 0 samples
+    ceil(roi size / output size) points per bin; `aligned=False` is the legacy (Detectron,
+    maskrcnn-benchmark) pixel model, `aligned=True` shifts by half a pixel. float16/bfloat16
+    inputs are computed in float32, as torchvision's autocast does.
+    """
+    run = dispatch.implementation("roi_align", input.device)
+    dtype = compute_dtype(input.dtype)
+    with autocast_off(input.device):
+        out = run(
+            input.to(dtype), rois.to(dtype), output_size, spatial_scale, sampling_ratio, aligned
+        )
+    return out.to(input.dtype)
+
+
+class ROIAlign(nn.Module):
+    """RoIAlign with fixed output size, scale and sampling, as maskrcnn-benchmark's poolers use."""
+
+    def __init__(
+        self,
+        output_size: int | tuple[int, int],
+        spatial_scale: float,
+        sampling_ratio: int,
+        aligned: bool = False,
+    ) -> None:
+        super().__init__()
+        self.output_size = output_size
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+
+    def forward(self, input: Tensor, rois: Tensor) -> Tensor:
+        return roi_align(
+            input, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+            f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"
+        )
