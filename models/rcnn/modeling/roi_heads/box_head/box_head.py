@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
 
+from rcnn.layers import balanced_l1_loss
 from rcnn.modeling.balanced_positive_negative_sampler import BalancedPositiveNegativeSampler
 from rcnn.modeling.box_coder import BoxCoder
+from rcnn.modeling.iou_balanced_sampler import IoUBalancedSampler
 from rcnn.modeling.matcher import Matcher
 from rcnn.modeling.registry import ROI_BOX_FEATURE_EXTRACTORS, ROI_BOX_PREDICTOR
 from rcnn.modeling.roi_heads.box_head import (  # noqa: F401  (imported to register them)
@@ -62,8 +65,6 @@ class ROIBoxHead(nn.Module):
 def build_roi_box_head(cfg, in_channels: int) -> ROIBoxHead:
     """The box head from MODEL.ROI_HEADS.* and MODEL.ROI_BOX_HEAD.*."""
     rh, bh = cfg.MODEL.ROI_HEADS, cfg.MODEL.ROI_BOX_HEAD
-    if rh.SAMPLER != "random" or bh.LOSS != "smooth_l1":
-        raise ValueError("MODEL.ROI_HEADS.SAMPLER / ROI_BOX_HEAD.LOSS: only random / smooth_l1")
     feature_extractor = ROI_BOX_FEATURE_EXTRACTORS[bh.FEATURE_EXTRACTOR](cfg, in_channels)
     predictor = ROI_BOX_PREDICTOR[bh.PREDICTOR](cfg, feature_extractor.out_channels)
     box_coder = BoxCoder(weights=tuple(rh.BBOX_REG_WEIGHTS))
@@ -72,8 +73,27 @@ def build_roi_box_head(cfg, in_channels: int) -> ROIBoxHead:
                                    agnostic)
     loss_evaluator = FastRCNNLossComputation(
         Matcher(rh.FG_IOU_THRESHOLD, rh.BG_IOU_THRESHOLD, allow_low_quality_matches=False),
-        BalancedPositiveNegativeSampler(rh.BATCH_SIZE_PER_IMAGE, rh.POSITIVE_FRACTION),
+        _build_sampler(rh),
         box_coder,
         agnostic,
+        box_loss=_build_box_loss(bh),
     )
     return ROIBoxHead(feature_extractor, predictor, post_processor, loss_evaluator)
+
+
+def _build_sampler(rh) -> BalancedPositiveNegativeSampler | IoUBalancedSampler:
+    """MODEL.ROI_HEADS.SAMPLER: "random" or Libra R-CNN's "iou_balanced"."""
+    if rh.SAMPLER == "random":
+        return BalancedPositiveNegativeSampler(rh.BATCH_SIZE_PER_IMAGE, rh.POSITIVE_FRACTION)
+    iou = rh.IOU_BALANCED
+    # Negatives are the proposals below BG_IOU_THRESHOLD, so the bins end there.
+    return IoUBalancedSampler(rh.BATCH_SIZE_PER_IMAGE, rh.POSITIVE_FRACTION, rh.BG_IOU_THRESHOLD,
+                              iou.NUM_BINS, iou.FLOOR_THR, iou.FLOOR_FRACTION)
+
+
+def _build_box_loss(bh) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """MODEL.ROI_BOX_HEAD.LOSS: None (the loss's smooth L1) or Libra R-CNN's balanced L1."""
+    if bh.LOSS == "smooth_l1":
+        return None
+    b = bh.BALANCED_L1
+    return partial(balanced_l1_loss, beta=b.BETA, alpha=b.ALPHA, gamma=b.GAMMA, reduction="sum")
