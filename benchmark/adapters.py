@@ -1,0 +1,179 @@
+"""Our detector and its torchvision peer behind one small interface, fed the same tensors.
+
+The peer is built the way torchvision trains from ImageNet weights (frozen BN, stem + res2
+frozen, i.e. FREEZE_CONV_BODY_AT 2), with the config's class count and RPN / ROI sizes, and its
+internal transform reduced to a no-op resize to the input size with mean 0 / std 1, so both
+models see the same pixels. With `same_weights`, ours is built in torchvision's layout (stride in
+the 3x3 conv) and loads the peer's weights: both then do the same work on the same proposals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rcnn.checkpoint.torchvision_detection import load_torchvision_detection
+from rcnn.config import load_config
+from rcnn.modeling.detector import build_detection_model
+from rcnn.structures.bounding_box import BoxList
+from rcnn.structures.image_list import to_image_list
+
+IMPLS = ("rcnn", "torchvision")
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "models" / "configs"
+
+# Config body -> torchvision backbone name.
+_TORCHVISION_BODIES = {
+    ("R-50-FPN", 1, 64): "resnet50",
+    ("R-101-FPN", 1, 64): "resnet101",
+    ("R-101-FPN", 32, 8): "resnext101_32x8d",
+}
+
+
+@dataclass
+class Batch:
+    """One batch in both impls' input formats: the same pixels and the same boxes."""
+
+    images: list[torch.Tensor]
+    boxes: list[torch.Tensor]
+    labels: list[torch.Tensor]
+
+    @property
+    def size(self) -> int:
+        return len(self.images)
+
+
+def synthetic_batch(batch: int, height: int, width: int, num_classes: int, seed: int = 0,
+                    boxes_per_image: int = 8) -> Batch:
+    """Images with filled rectangles (BGR 0-255 minus a mean, as the model expects) and their
+    boxes; deterministic for a seed."""
+    g = torch.Generator().manual_seed(seed)
+    images, boxes, labels = [], [], []
+    for _ in range(batch):
+        image = torch.randn(3, height, width, generator=g) * 10
+        xy = torch.rand(boxes_per_image, 2, generator=g) * torch.tensor([width * 0.7, height * 0.7])
+        wh = (torch.rand(boxes_per_image, 2, generator=g) * 0.25 + 0.05) * torch.tensor(
+            [width, height]
+        )
+        b = torch.cat([xy, (xy + wh).minimum(torch.tensor([width - 1.0, height - 1.0]))], 1)
+        for x1, y1, x2, y2 in b.round().int().tolist():
+            image[:, y1:y2, x1:x2] += torch.rand(3, 1, 1, generator=g) * 200 - 100
+        images.append(image)
+        boxes.append(b)
+        labels.append(torch.randint(1, num_classes, (boxes_per_image,), generator=g))
+    return Batch(images, boxes, labels)
+
+
+class Impl:
+    """A detector that can run inference and a training step on a Batch."""
+
+    name: str
+    model: nn.Module
+
+    def infer(self, batch: Batch) -> object:
+        raise NotImplementedError
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class RcnnImpl(Impl):
+    name = "rcnn"
+
+    def __init__(self, model: nn.Module, size_divisible: int) -> None:
+        self.model = model
+        self.size_divisible = size_divisible
+
+    def _images(self, batch: Batch):
+        return to_image_list(batch.images, self.size_divisible)
+
+    def infer(self, batch: Batch) -> list[BoxList]:
+        return self.model(self._images(batch))
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        targets = []
+        for image, boxes, labels in zip(batch.images, batch.boxes, batch.labels, strict=True):
+            target = BoxList(boxes, (image.shape[-1], image.shape[-2]))
+            target.add_field("labels", labels)
+            targets.append(target)
+        return self.model(self._images(batch), targets)
+
+
+class TorchvisionImpl(Impl):
+    name = "torchvision"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def infer(self, batch: Batch) -> list[dict]:
+        return self.model(batch.images)
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        targets = [{"boxes": b, "labels": lab} for b, lab in zip(batch.boxes, batch.labels,
+                                                                   strict=True)]
+        return self.model(batch.images, targets)
+
+
+def model_config(model: str, overrides: list[str] | None = None):
+    path = CONFIG_DIR / f"{model}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no config {path} for --model {model}")
+    return load_config(path, ["MODEL.WEIGHT", "", *(overrides or [])])
+
+
+def build_torchvision_peer(cfg, image_size: tuple[int, int]) -> nn.Module:
+    """torchvision's Faster/Mask R-CNN matching the config's body, classes and head sizes."""
+    from torchvision.models.detection import FasterRCNN, MaskRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    r = cfg.MODEL.RESNETS
+    key = (cfg.MODEL.BACKBONE.CONV_BODY, r.NUM_GROUPS, r.WIDTH_PER_GROUP)
+    if key not in _TORCHVISION_BODIES:
+        raise ValueError(f"no torchvision peer for {key}; known: {sorted(_TORCHVISION_BODIES)}")
+    trainable = 5 - max(cfg.MODEL.BACKBONE.FREEZE_CONV_BODY_AT, 0)
+    backbone = resnet_fpn_backbone(backbone_name=_TORCHVISION_BODIES[key], weights=None,
+                                   norm_layer=FrozenBatchNorm2d, trainable_layers=trainable)
+    rpn, rh = cfg.MODEL.RPN, cfg.MODEL.ROI_HEADS
+    detector = MaskRCNN if cfg.MODEL.MASK_ON else FasterRCNN
+    return detector(
+        backbone,
+        num_classes=cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES,
+        min_size=min(image_size), max_size=max(image_size),
+        image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
+        rpn_pre_nms_top_n_train=rpn.PRE_NMS_TOP_N_TRAIN,
+        rpn_pre_nms_top_n_test=rpn.PRE_NMS_TOP_N_TEST,
+        rpn_post_nms_top_n_train=rpn.FPN_POST_NMS_TOP_N_TRAIN,
+        rpn_post_nms_top_n_test=rpn.FPN_POST_NMS_TOP_N_TEST,
+        rpn_nms_thresh=rpn.NMS_THRESH,
+        rpn_fg_iou_thresh=rpn.FG_IOU_THRESHOLD, rpn_bg_iou_thresh=rpn.BG_IOU_THRESHOLD,
+        rpn_batch_size_per_image=rpn.BATCH_SIZE_PER_IMAGE,
+        rpn_positive_fraction=rpn.POSITIVE_FRACTION,
+        box_score_thresh=rh.SCORE_THRESH, box_nms_thresh=rh.NMS,
+        box_detections_per_img=rh.DETECTIONS_PER_IMG,
+        box_fg_iou_thresh=rh.FG_IOU_THRESHOLD, box_bg_iou_thresh=rh.BG_IOU_THRESHOLD,
+        box_batch_size_per_image=rh.BATCH_SIZE_PER_IMAGE,
+        box_positive_fraction=rh.POSITIVE_FRACTION,
+    )
+
+
+def build_impls(model: str, impls: list[str], image_size: tuple[int, int],
+                same_weights: bool = True, seed: int = 0) -> list[Impl]:
+    """The requested impls of config `model` for (height, width) inputs, in `impls` order."""
+    unknown = sorted(set(impls) - set(IMPLS))
+    if unknown:
+        raise ValueError(f"unknown impl(s) {unknown}; known: {list(IMPLS)}")
+    overrides = ["MODEL.RESNETS.STRIDE_IN_1X1", "False"] if same_weights else []
+    cfg = model_config(model, overrides)
+    torch.manual_seed(seed)
+    peer = build_torchvision_peer(cfg, image_size)
+    built: dict[str, Impl] = {"torchvision": TorchvisionImpl(peer)}
+    if "rcnn" in impls:
+        ours = build_detection_model(cfg)
+        if same_weights:
+            eps = float(getattr(ours.backbone.body.stem.bn1, "eps", 0.0))
+            load_torchvision_detection(ours, peer.state_dict(), target_bn_eps=eps)
+        built["rcnn"] = RcnnImpl(ours, cfg.DATALOADER.SIZE_DIVISIBILITY)
+    return [built[name] for name in impls]
