@@ -89,3 +89,17 @@ class BalancedFeaturePyramid(nn.Module):
             f + _resize(balanced, f.shape[-2:], shrink=i > self.refine_level)
             for i, f in enumerate(features)
         ]
+
+
+def build_balanced_feature_pyramid(cfg, fpn_channels: int, fpn_levels: int
+                                   ) -> BalancedFeaturePyramid:
+    """The pyramid of MODEL.BFP.*, checked against the FPN it follows (width, level count)."""
+    bfp = cfg.MODEL.BFP
+    if fpn_channels != bfp.IN_CHANNELS:
+        raise ValueError(f"MODEL.BFP.IN_CHANNELS {bfp.IN_CHANNELS} must equal the FPN width "
+                         f"(MODEL.RESNETS.BACKBONE_OUT_CHANNELS {fpn_channels})")
+    if fpn_levels != bfp.NUM_LEVELS:
+        raise ValueError(f"MODEL.BFP.NUM_LEVELS {bfp.NUM_LEVELS} must equal the FPN's "
+                         f"{fpn_levels} levels")
+    return BalancedFeaturePyramid(bfp.IN_CHANNELS, bfp.NUM_LEVELS, bfp.REFINE_LEVEL,
+                                  bfp.REFINE_TYPE)
