@@ -118,7 +118,7 @@ def preflight_reasons(device: torch.device | str) -> dict[str, str]:
 
 def kernels_used() -> dict[str, str]:
     """{op: "kernel" | "native"} for the ops that ran ("kernel+native" if both did)."""
-    return {op: "+".join(sorted(impls, reverse=True)) for op, impls in sorted(_used.items())}
+    return {op: "+".join(sorted(impls)) for op, impls in sorted(_used.items())}
 
 
 def reset() -> None:

@@ -28,6 +28,18 @@ def _iou(rows: Tensor, cols: Tensor) -> Tensor:
     return inter / (area_r[:, None] + area_c[None, :] - inter)
 
 
+def _threshold_below(iou_threshold: float, dtype: torch.dtype) -> float:
+    """The largest `dtype` value <= the threshold: `iou > it` then means `iou > threshold`.
+
+    torchvision's CPU kernel compares float IoUs with the threshold as a double; comparing with
+    the threshold rounded to nearest instead would flip IoUs equal to that rounded value.
+    """
+    rounded = torch.tensor(iou_threshold, dtype=dtype)
+    if rounded.item() > iou_threshold:
+        rounded = torch.nextafter(rounded, torch.tensor(float("-inf"), dtype=dtype))
+    return rounded.item()
+
+
 def _block_size(n: int) -> int:
     return max(_MIN_BLOCK, min(_MAX_BLOCK, _BLOCK_ELEMENTS // max(n, 1)))
 
@@ -41,6 +53,7 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float, groups: Tensor | None) -> 
     keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     block = _block_size(n)
+    iou_threshold = _threshold_below(iou_threshold, boxes.dtype)
     group_ends = None
     if groups is not None:
         # Column range a block can touch: up to the end of the last group it contains.

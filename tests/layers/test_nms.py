@@ -1,0 +1,146 @@
+"""Native NMS against torchvision's kernel: the same indices in the same order."""
+
+import importlib
+
+import pytest
+import torch
+import torchvision
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rcnn.layers import batched_nms, native, nms
+
+# The package re-exports the function under the module's name; fetch the module itself.
+native_nms_module = importlib.import_module("rcnn.layers.native.nms")
+
+
+def random_boxes(seed: int, n: int, quantum: float, zero_area: float) -> torch.Tensor:
+    """Boxes in a 100x100 image spilling past its border; coordinates are multiples of quantum.
+
+    Coarse quanta make touching boxes, exact-threshold IoUs and duplicate boxes common.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=gen) * 120 - 10
+    wh = torch.rand(n, 2, generator=gen) * 60
+    wh[torch.rand(n, generator=gen) < zero_area] = 0
+    boxes = torch.cat((xy, xy + wh), dim=1)
+    return torch.round(boxes / quantum) * quantum if quantum else boxes
+
+
+def random_scores(seed: int, n: int, levels: int) -> torch.Tensor:
+    """Scores; with `levels` > 0 only that many distinct values, so ties are everywhere."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    scores = torch.rand(n, generator=gen)
+    return torch.floor(scores * levels) / levels if levels else scores
+
+
+box_cases = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 2**31 - 1),
+        "n": st.integers(0, 300),
+        "quantum": st.sampled_from([0.0, 0.25, 1.0, 5.0]),
+        "zero_area": st.sampled_from([0.0, 0.2]),
+        "levels": st.sampled_from([0, 3, 50]),
+        "threshold": st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0]) | st.floats(0.01, 0.99),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(box_cases)
+def test_native_nms_keeps_torchvision_indices_in_order(case):
+    boxes = random_boxes(case["seed"], case["n"], case["quantum"], case["zero_area"])
+    scores = random_scores(case["seed"], case["n"], case["levels"])
+    got = native.nms(boxes, scores, case["threshold"])
+    want = torchvision.ops.nms(boxes, scores, case["threshold"])
+    assert got.dtype == torch.int64
+    assert got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("block_elements", [1 << 22, 1 << 12])
+def test_native_nms_on_rpn_sized_input_with_ties_across_blocks(monkeypatch, block_elements):
+    # 1 << 12 elements makes 64-box blocks: suppression must carry across many block borders.
+    monkeypatch.setattr(native_nms_module, "_BLOCK_ELEMENTS", block_elements)
+    boxes = random_boxes(7, 3000, 1.0, 0.05) * 8
+    scores = random_scores(7, 3000, 20)
+    for threshold in (0.5, 0.7):
+        want = torchvision.ops.nms(boxes, scores, threshold)
+        assert native.nms(boxes, scores, threshold).tolist() == want.tolist()
+        assert 100 < want.numel() < 3000
+
+
+def test_native_nms_resolves_a_suppression_chain():
+    # Each box suppresses only its right neighbour: greedy keeps every other box, which needs
+    # the fixed-point iteration to run the whole chain length.
+    x = torch.arange(200, dtype=torch.float32) * 2
+    boxes = torch.stack((x, torch.zeros(200), x + 10, torch.full((200,), 10.0)), dim=1)
+    scores = torch.linspace(1, 0, 200)
+    keep = native.nms(boxes, scores, 0.55)
+    assert keep.tolist() == torchvision.ops.nms(boxes, scores, 0.55).tolist()
+    assert keep.tolist() == list(range(0, 200, 2))
+
+
+def test_nms_ties_keep_input_order():
+    boxes = torch.tensor([[0, 0, 10, 10], [50, 50, 60, 60], [1, 1, 11, 11], [0, 0, 10, 10.0]])
+    scores = torch.tensor([0.5, 0.5, 0.9, 0.5])
+    assert native.nms(boxes, scores, 0.5).tolist() == [2, 1]
+    assert native.nms(boxes, scores, 0.9).tolist() == [2, 0, 1]
+    assert torchvision.ops.nms(boxes, scores, 0.9).tolist() == [2, 0, 1]
+
+
+def test_nms_of_no_boxes_is_empty_int64():
+    keep = native.nms(torch.zeros(0, 4), torch.zeros(0), 0.5)
+    assert keep.shape == (0,) and keep.dtype == torch.int64
+
+
+@settings(max_examples=100, deadline=None)
+@given(box_cases, st.integers(1, 6))
+def test_native_batched_nms_matches_torchvision(case, categories):
+    # Coordinates are multiples of 1/4: torchvision's kernel path shifts each category by an
+    # offset, which is exact on such values, so its IoUs equal the native per-category ones.
+    boxes = random_boxes(case["seed"], case["n"], case["quantum"] or 0.25, case["zero_area"])
+    scores = random_scores(case["seed"], case["n"], case["levels"])
+    idxs = torch.randint(0, categories, (case["n"],), generator=torch.Generator().manual_seed(3))
+    got = native.batched_nms(boxes, scores, idxs, case["threshold"])
+    want = torchvision.ops.batched_nms(boxes, scores, idxs, case["threshold"])
+    assert got.tolist() == want.tolist()
+
+
+def test_native_batched_nms_matches_torchvision_per_category_path():
+    # Over 1000 boxes torchvision runs nms per category, then sorts the kept boxes by score
+    # without a stable sort: with distinct scores the order is fully determined.
+    boxes = random_boxes(11, 2500, 0.0, 0.0) * 5
+    scores = random_scores(11, 2500, 0)
+    idxs = torch.randint(0, 8, (2500,), generator=torch.Generator().manual_seed(5))
+    got = native.batched_nms(boxes, scores, idxs, 0.5)
+    want = torchvision.ops.batched_nms(boxes, scores, idxs, 0.5)
+    assert got.tolist() == want.tolist()
+    assert 800 < got.numel() < 2500
+
+
+def test_batched_nms_never_suppresses_across_categories():
+    boxes = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10.0]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    assert native.batched_nms(boxes, scores, torch.tensor([0, 1, 0]), 0.5).tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("mode", ["native", "kernel"])
+def test_half_precision_boxes_are_compared_in_float32(ops_mode, mode, dtype):
+    ops_mode(mode)
+    boxes = random_boxes(5, 400, 0.0, 0.0).to(dtype)
+    scores = random_scores(5, 400, 0).to(dtype)
+    want = torchvision.ops.nms(boxes.float(), scores.float(), 0.5)
+    assert nms(boxes, scores, 0.5).tolist() == want.tolist()
+    idxs = torch.arange(400) % 3
+    want = torchvision.ops.batched_nms(boxes.float(), scores.float(), idxs, 0.5)
+    assert batched_nms(boxes, scores, idxs, 0.5).tolist() == want.tolist()
+
+
+def test_nms_under_autocast_matches_float32(ops_mode):
+    ops_mode("native")
+    boxes = random_boxes(2, 200, 0.0, 0.0)
+    scores = random_scores(2, 200, 0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        keep = nms(boxes, scores, 0.6)
+    assert keep.tolist() == torchvision.ops.nms(boxes, scores, 0.6).tolist()
