@@ -1,0 +1,110 @@
+"""`python -m benchmark infer`: one measured inference run of a model config, then COCO eval.
+
+The model (with --ckpt's weights, else random ones: its AP is near zero and recorded as such)
+runs in eval mode over DATASETS.TEST with TEST.IMS_PER_BATCH = batch x cards, through the
+library's own `compute_on_dataset`; the timer sees every batch (latency per batch). Without
+--iters the measured window is one pass over the test set after the warm-up; with --iters the
+test set is cycled as often as needed. The predictions are scored with COCO evaluation (bbox,
+and segm for mask models) when they cover the whole test set; a run on part of it records no
+accuracy rather than a misleading one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import logging
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+from benchmark.launch import execute
+from benchmark.measure import reduce_across_ranks, summarize
+from benchmark.workload import RepeatedTimers, UsageError, Workload, add_run_arguments
+from rcnn.checkpoint import load_weights
+from rcnn.data import make_data_loader
+from rcnn.engine.coco_eval import evaluate_predictions
+from rcnn.engine.inference import compute_on_dataset, gather_predictions
+from rcnn.engine.run import build_model, iou_types, start_session
+from rcnn.layers import kernels_used
+from rcnn.utils import comm
+
+T = TypeVar("T")
+logger = logging.getLogger("rcnn.bench")
+STATS = ("ap", "ap50", "ap75", "ap_s", "ap_m", "ap_l")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("infer", help="measure inference of a model config and its COCO AP")
+    add_run_arguments(p, "infer")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return execute("infer", args, measure)
+
+
+def passes(loader: Iterable[T]) -> Iterator[T]:
+    """The loader's batches, pass after pass (the loader re-iterates; nothing is cached)."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise UsageError("the test set has no images (DATASETS.TEST)")
+
+
+def accuracy(scores: dict[str, dict[str, float]]) -> dict[str, float | None]:
+    """{bbox_ap, bbox_ap50, ..., segm_ap, ...} from COCO evaluation's stats by iou type;
+    COCO's -1 (no ground truth of that size) becomes null."""
+    return {
+        f"{iou}_{name}": stats[name] if stats[name] >= 0 else None
+        for iou, stats in scores.items()
+        for name in STATS
+    }
+
+
+def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
+    cfg = workload.cfg
+    session = start_session(cfg)
+    adapter, index = session.adapter, session.index
+    model = build_model(session)
+    if args.ckpt:
+        report = load_weights(args.ckpt, model)
+        logger.info("loaded %s: %d tensors", args.ckpt, len(report.loaded) if report else 0)
+    else:
+        logger.warning("no --ckpt: random weights, so the recorded AP is near zero")
+    loader = make_data_loader(cfg, is_train=False, is_distributed=session.distributed)[0]
+    iters = args.iters or max(len(loader) - args.warmup, 1)
+    timers = RepeatedTimers(lambda: adapter.synchronize(index), args.warmup, iters, args.repeats)
+
+    def batch_end(images: int) -> None:
+        timers.step_end(images)
+        if timers.warmup_done:
+            adapter.reset_peak_memory(index)  # the measured window's peak, not the warm-up's
+
+    if args.warmup == 0:
+        adapter.reset_peak_memory(index)
+    stream = itertools.islice(passes(loader), args.warmup + iters * args.repeats)
+    local = compute_on_dataset(model, timers.iterate(stream), adapter, index,
+                               session.precision, on_batch=batch_end)
+    windows = [reduce_across_ranks(w) for w in timers.windows()]
+    peaks = comm.all_gather_objects(adapter.peak_memory_mb(index))
+    predictions = gather_predictions(local)
+    if predictions is None:
+        return None
+    dataset = loader.dataset
+    scores = None
+    if len(predictions) == len(dataset):
+        scores = evaluate_predictions(predictions, dataset, iou_types(cfg))
+    else:
+        logger.warning("predicted %d of %d test images: no accuracy recorded (drop --iters "
+                       "to run one whole pass)", len(predictions), len(dataset))
+    fields = summarize(windows, latency=True)
+    fields.update(
+        dataset=workload.data.record(len(dataset)),
+        peak_mem_mb=max((p for p in peaks if p is not None), default=None),
+        ops=kernels_used() or adapter.preflight(index),
+        accuracy=accuracy(scores) if scores else None,
+    )
+    return fields

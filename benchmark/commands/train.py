@@ -1,0 +1,118 @@
+"""`python -m benchmark train`: one measured training run of a model config, recorded.
+
+The run is the library's own training (`rcnn.engine.run.build_training` and `Trainer.fit`), with
+an IterationTimer around every step: warm-up iterations run first and are left out of the
+statistics, the first iteration's time is kept apart, data time is measured apart from compute,
+peak memory is reset when the measured window opens. With --target-ap the run evaluates every
+--eval-period iterations and stops at the target; evaluation is paused out of the step times
+and counted in time_to_accuracy_s (MLPerf style: the wall time from start to the target).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Callable
+
+from benchmark.launch import execute
+from benchmark.measure import reduce_across_ranks, summarize
+from benchmark.workload import RepeatedTimers, UsageError, Workload, add_run_arguments
+from rcnn.checkpoint import save_checkpoint
+from rcnn.engine.run import build_training, start_session
+from rcnn.engine.trainer import StepResult, Trainer, TrainHooks
+from rcnn.layers import kernels_used
+from rcnn.utils import comm
+
+logger = logging.getLogger("rcnn.bench")
+OPTIONS = ("target_ap", "eval_period", "save_ckpt")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="measure training of a model config (one record)")
+    p.add_argument("--target-ap", type=float,
+                   help="stop once bbox AP reaches this (0..1); records time_to_accuracy_s")
+    p.add_argument("--eval-period", type=int, help="evaluate every N iterations (--target-ap)")
+    p.add_argument("--save-ckpt", metavar="PATH", help="save the trained weights to PATH")
+    add_run_arguments(p, "train")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    extra: list[str] = []
+    if args.target_ap is not None:
+        extra = ["SOLVER.TARGET_BBOX_AP", str(args.target_ap),
+                 "SOLVER.TEST_PERIOD", str(args.eval_period or 0)]
+    return execute("train", args, measure, OPTIONS, extra, check=_check)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.iters is None:
+        raise UsageError("--iters must be given for training")
+    if args.target_ap is not None and (not args.eval_period or args.repeats != 1):
+        raise UsageError("--target-ap needs --eval-period N (N > 0) and a single repeat")
+
+
+class PausableClock:
+    """perf_counter minus the time spent paused: evaluation does not count as a step."""
+
+    def __init__(self) -> None:
+        self.paused_s = 0.0
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.paused_s
+
+    def excluding(self, hook: Callable[[Trainer, StepResult], bool]):
+        def wrapped(trainer: Trainer, step: StepResult) -> bool:
+            start = time.perf_counter()
+            try:
+                return hook(trainer, step)
+            finally:
+                self.paused_s += time.perf_counter() - start
+
+        return wrapped
+
+
+def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
+    session = start_session(workload.cfg)
+    adapter, index = session.adapter, session.index
+    training = build_training(session, resume=False, checkpoints=False)
+    clock = PausableClock()
+    timers = RepeatedTimers(lambda: adapter.synchronize(index), args.warmup, args.iters,
+                            args.repeats, clock=clock)
+    last_loss: list[float] = []
+
+    def time_step(trainer: Trainer, step: StepResult) -> bool:
+        timers.step_end(step.images)
+        last_loss[:] = [sum(step.losses.values())]
+        if timers.warmup_done:
+            adapter.reset_peak_memory(index)  # the measured window's peak, not the warm-up's
+        return False
+
+    hooks = TrainHooks(after_step=[time_step])
+    if args.target_ap is not None:
+        hooks.after_step.append(clock.excluding(training.eval_hook))
+    if args.warmup == 0:
+        adapter.reset_peak_memory(index)
+    total = args.warmup + args.iters * args.repeats
+    training.trainer.fit(timers.iterate(training.data_loader), 0, total, hooks)
+
+    windows = [reduce_across_ranks(w) for w in timers.windows()]
+    peaks = comm.all_gather_objects(adapter.peak_memory_mb(index))
+    if args.save_ckpt and comm.is_main_process():
+        path = save_checkpoint(args.save_ckpt, training.trainer.model,
+                               iteration=training.trainer.iteration, config=workload.cfg)
+        logger.info("saved the trained weights to %s", path)
+    if not comm.is_main_process():
+        return None
+    hook = training.eval_hook
+    fields = summarize(windows)
+    fields.update(
+        dataset=workload.data.record(len(training.data_loader.dataset)),
+        peak_mem_mb=max((p for p in peaks if p is not None), default=None),
+        final_loss=last_loss[0] if last_loss else None,
+        ops=kernels_used() or adapter.preflight(index),
+        accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,
+        time_to_accuracy_s=hook.time_to_accuracy_s,
+    )
+    return fields

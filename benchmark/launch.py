@@ -1,0 +1,203 @@
+"""Run one measured verb (train, infer) here, or on N cards under torchrun, and record it.
+
+    python -m benchmark train --model M --cards 4        # the parent: checks, then launches
+      -> python -m torch.distributed.run --nproc-per-node 4 --standalone \\
+             -m benchmark train --model M --cards 4 ... --run-id ID --worker
+
+The parent resolves the device and precision, builds the workload (config and data) so that
+user errors stop before any process starts, then starts torchrun with its own environment (the
+adapter's visible-devices variable included). Workers measure; rank 0 writes the one record
+under the run id the parent chose. A run that dies before rank 0 could write still gets a
+failed record, from the parent. Multi-node: the same command on every node with --nodes,
+--node-rank, --master-addr and --master-port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from benchmark.record import failed_record, new_record, new_run_id, write_run
+from benchmark.workload import (
+    UsageError,
+    Workload,
+    build_workload,
+    cards_per_node,
+    check_counts,
+    command_line,
+    to_argv,
+)
+from rcnn.checkpoint import CheckpointError
+from rcnn.config import ConfigError, DatasetCatalogError
+from rcnn.data import DataError
+from rcnn.device import DeviceError, resolve
+from rcnn.utils import comm
+from rcnn.utils.logger import setup_logger
+
+USER_ERRORS = (UsageError, ConfigError, DatasetCatalogError, DataError, DeviceError,
+               CheckpointError)
+EXIT = {"failed": 1, "user": 2, "nan": 3, "oom": 4}
+
+logger = logging.getLogger("rcnn.bench")
+
+# measure(workload, args) -> record fields on rank 0, None on other ranks
+Measure = Callable[[Workload, argparse.Namespace], "dict | None"]
+
+
+def torchrun_command(
+    verb: str, argv: list[str], cards: int, nodes: int, node_rank: int, master_addr: str,
+    master_port: int,
+) -> list[str]:
+    """The torchrun command line that starts `cards` workers of `verb` on this node."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(cards)]
+    if nodes == 1:
+        cmd.append("--standalone")  # a free local port: concurrent runs never collide
+    else:
+        cmd += ["--nnodes", str(nodes), "--node-rank", str(node_rank),
+                "--master-addr", master_addr, "--master-port", str(master_port)]
+    return [*cmd, "-m", "benchmark", verb, *argv, "--worker"]
+
+
+def worker_env(cards: int, visible_devices_env: str | None) -> dict[str, str]:
+    """The workers' environment: ours (visible devices included), threads split over cards."""
+    env = dict(os.environ)
+    # torchrun would pin every worker to one thread; a CPU "card" gets its share of the cores
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cards)))
+    if visible_devices_env and visible_devices_env in os.environ:
+        env[visible_devices_env] = os.environ[visible_devices_env]
+    return env
+
+
+def _rank() -> int:
+    """This process's global rank, known from torchrun's environment before any group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
+class _LogCapture:
+    """The run's log: what the `rcnn` loggers say on this process, kept for log.txt."""
+
+    def __init__(self) -> None:
+        self.buffer = io.StringIO()
+        self.handler = logging.StreamHandler(self.buffer)
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: "
+                                                    "%(message)s"))
+
+    def start(self) -> None:
+        setup_logger("rcnn", None, _rank())
+        if _rank() == 0:
+            logging.getLogger("rcnn").addHandler(self.handler)
+
+    def text(self) -> str:
+        return self.buffer.getvalue()
+
+
+def _exit_code(status: str, exc: BaseException) -> int:
+    if isinstance(exc, USER_ERRORS):
+        return EXIT["user"]
+    return EXIT.get(status, EXIT["failed"])
+
+
+def execute(verb: str, args: argparse.Namespace, measure: Measure,
+            options: Iterable[str] = (), extra: Iterable[str] = (),
+            check: Callable[[argparse.Namespace], None] | None = None) -> int:
+    """The lifecycle of one measured run; see the module docstring. Returns the exit code.
+
+    `options`: the verb's own option names (carried to workers); `extra`: its config overrides;
+    `check`: its argument checks (raise UsageError)."""
+    options, extra = tuple(options), tuple(extra)
+    args.run_id = args.run_id or new_run_id()
+    results = Path(args.results)
+    run_dir = results / "runs" / args.run_id
+    fields: dict = {
+        "run_id": args.run_id,
+        "mode": verb,
+        "model": Path(args.model).stem,
+        "device_type": args.device.partition(":")[0],
+        "precision": args.precision,
+        "cards": args.cards if isinstance(args.cards, int) else 1,
+        "nodes": args.nodes,
+        "batch_per_card": args.batch,
+        "global_batch": args.batch * (args.cards if isinstance(args.cards, int) else 1),
+        "command": command_line(verb, args, options),
+    }
+    log = _LogCapture()
+    log.start()
+    adapter = None
+    try:
+        check_counts(args)
+        if check is not None:
+            check(args)
+        adapter, _ = resolve(args.device, args.precision)
+        fields["device_type"] = adapter.name
+        cards = cards_per_node(args, adapter)
+        world = cards * args.nodes
+        fields.update(cards=world, global_batch=args.batch * world)
+        if world > 1 and ":" in args.device:
+            raise UsageError(f"--device {args.device}: a multi-card run picks its cards by "
+                             f"rank; name the device without an index, e.g. {adapter.name}")
+        workload = build_workload(verb, args, cards, run_dir, extra)
+        fields.update(workload.record_fields())
+        if world > 1 and not args.worker:
+            args.cards = cards
+            return _launch(verb, args, options, adapter.visible_devices_env, fields)
+        if args.worker and comm.launched_by_torchrun():
+            expected = int(os.environ["WORLD_SIZE"])
+            if expected != world:
+                raise UsageError(f"torchrun started {expected} processes for {world} cards")
+        measured = measure(workload, args)
+    except Exception as exc:
+        status_record = failed_record(exc, adapter=adapter, **fields)
+        if isinstance(exc, USER_ERRORS):
+            message = str(exc)
+        else:
+            logger.error("%s", traceback.format_exc())
+            message = f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'log.txt'})"
+        if _rank() == 0:
+            write_run(results, status_record, log.text())
+            print(f"error: {message}", file=sys.stderr)
+        return _exit_code(status_record["status"], exc)
+    if measured is None:  # not rank 0: rank 0 writes the record
+        return 0
+    record = new_record(adapter=adapter, **{**fields, **measured})
+    write_run(results, record, log.text(), workload.cfg.dump())
+    print(summary_line(record))
+    return 0
+
+
+def _launch(verb: str, args: argparse.Namespace, options: tuple[str, ...],
+            visible_devices_env: str | None, fields: dict) -> int:
+    cmd = torchrun_command(verb, to_argv(args, options), args.cards, args.nodes,
+                           args.node_rank, args.master_addr, args.master_port)
+    logger.info("launching %d worker(s): %s", args.cards, " ".join(cmd))
+    code = subprocess.run(cmd, env=worker_env(args.cards, visible_devices_env),
+                          check=False).returncode
+    written = Path(args.results) / "runs" / args.run_id / "record.json"
+    if args.node_rank == 0 and not written.is_file():
+        # the workers died before rank 0 could record: the parent says so
+        exc = RuntimeError(f"torchrun exited with code {code} before rank 0 wrote the record; "
+                           "see the workers' output above")
+        write_run(args.results, failed_record(exc, **fields))
+        print(f"error: {exc}", file=sys.stderr)
+        return code or EXIT["failed"]
+    return code
+
+
+def summary_line(record: dict) -> str:
+    """One line per run: what ran, img/s, p50 latency (or step time), AP."""
+    latency = record.get("latency_ms") or record.get("step_time_ms") or {}
+    kind = "latency" if record.get("latency_ms") else "step"
+    ap = (record.get("accuracy") or {}).get("bbox_ap")
+    ap_text = f", bbox AP {ap:.3f}" if ap is not None else ""
+    return (
+        f"{record['mode']} {record['model']} on {record['cards']} x {record['device_type']} "
+        f"{record['precision']}, batch {record.get('batch_per_card')}/card: "
+        f"{record['throughput_img_s']:.2f} img/s, p50 {kind} {latency.get('p50', 0):.1f} ms"
+        f"{ap_text} [{record['run_id']}]"
+    )
