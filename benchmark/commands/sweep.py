@@ -1,0 +1,174 @@
+"""`python -m benchmark sweep`: precisions x card counts (x batch sizes for inference) of a model.
+
+Each cell is its own `python -m benchmark train|infer` process and record, so a failing cell (an
+OOM, a NaN, a crash) never stops the sweep. A cell this machine cannot run is not dropped: it is
+recorded as "skipped" with the reason (the device is absent, the adapter does not support the
+precision, or more cards are asked than it has; on CPU a card is a process, at most one per
+core). Then the sweep's tables are printed and written to RESULTS/sweeps/<id>/REPORT.md;
+`python -m benchmark report` merges them with every other record.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmark.record import new_record, new_run_id, read_records, write_run
+from benchmark.report import build_report
+from benchmark.workload import UsageError, config_path, max_cards
+from rcnn.device import PRECISIONS, DeviceAdapter, DeviceError, resolve
+
+MODES = {"train": ("train",), "infer": ("infer",), "both": ("train", "infer")}
+PASSED_ON = ("device", "size", "data", "iters", "warmup", "repeats", "ckpt", "results")
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 1,2,4, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers like 1,2,4, got {text!r}")
+    return values
+
+
+def _precisions(text: str) -> list[str]:
+    values = [v.strip() for v in text.split(",") if v.strip()]
+    unknown = [v for v in values if v not in PRECISIONS]
+    if unknown or not values:
+        raise argparse.ArgumentTypeError(
+            f"precisions are a comma list of {', '.join(PRECISIONS)}, got {text!r}"
+        )
+    return values
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run the precision x cards (x batch) matrix of a model")
+    p.add_argument("--model", required=True, help="config NAME or .yaml path")
+    p.add_argument("--mode", choices=sorted(MODES), default="both")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precisions", type=_precisions, default=list(PRECISIONS),
+                   help="comma list (default: all; unsupported ones are recorded as skipped)")
+    p.add_argument("--cards", type=_ints, default=[1, 2, 4, 8], help="comma list of card counts")
+    p.add_argument("--batches", type=_ints, default=[1, 2, 4],
+                   help="inference batch sizes per card (comma list)")
+    p.add_argument("--train-batch", type=int, default=2, help="training batch per card")
+    p.add_argument("--size", help="image MINxMAX size")
+    p.add_argument("--data", default="synthetic")
+    p.add_argument("--iters", type=int, help="measured iterations per cell (train default 20; "
+                   "infer default one test pass)")
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--repeats", type=int)
+    p.add_argument("--ckpt", help="weights for every cell")
+    p.add_argument("--results", default=os.environ.get("RESULTS_DIR", "results"))
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                   help="config overrides for every cell")
+    p.set_defaults(func=run)
+
+
+@dataclass
+class Cell:
+    mode: str
+    precision: str
+    cards: int
+    batch: int
+    run_id: str
+
+    def argv(self, args: argparse.Namespace) -> list[str]:
+        argv = [self.mode, "--model", args.model, "--precision", self.precision,
+                "--cards", str(self.cards), "--batch", str(self.batch)]
+        for name in PASSED_ON:
+            value = getattr(args, name)
+            if value is not None:
+                argv += [f"--{name}", str(value)]
+        return [*argv, "--run-id", self.run_id, *args.opts]
+
+    def command(self, args: argparse.Namespace) -> str:
+        argv = self.argv(args)
+        cut = argv.index("--run-id")
+        return shlex.join(["python", "-m", "benchmark", *argv[:cut], *argv[cut + 2 :]])
+
+
+def cells(args: argparse.Namespace) -> list[Cell]:
+    out = []
+    for mode, precision, cards in itertools.product(MODES[args.mode], args.precisions,
+                                                    args.cards):
+        for batch in args.batches if mode == "infer" else [args.train_batch]:
+            out.append(Cell(mode, precision, cards, batch, new_run_id()))
+    return out
+
+
+def skip_reason(cell: Cell, adapter: DeviceAdapter | None, absent: str | None) -> str | None:
+    """Why this machine cannot run the cell, or None when it can."""
+    if adapter is None:
+        return absent
+    try:
+        adapter.check_precision(cell.precision)
+    except DeviceError as err:
+        return str(err)
+    limit = max_cards(adapter)
+    if cell.cards > limit:
+        unit = "visible cards" if adapter.is_accelerator else "cores (one process per core)"
+        return f"{cell.cards} cards asked; this machine has {limit} {adapter.name} {unit}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        model = config_path(args.model).stem
+    except UsageError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    adapter, absent = None, None
+    try:
+        adapter, _ = resolve(args.device)
+    except DeviceError as err:
+        absent = str(err)
+    device_type = adapter.name if adapter else args.device.partition(":")[0]
+    statuses = []
+    for cell in cells(args):
+        reason = skip_reason(cell, adapter, absent)
+        if reason is None:
+            print(f"== sweep: {cell.command(args)}", flush=True)
+            cmd = [sys.executable, "-m", "benchmark", *cell.argv(args)]
+            code = subprocess.run(cmd, check=False).returncode
+            statuses.append((cell, "ok" if code == 0 else f"exit {code}"))
+            continue
+        record = new_record(
+            adapter=adapter, run_id=cell.run_id, status="skipped", error=reason,
+            mode=cell.mode, model=model, device_type=device_type, precision=cell.precision,
+            cards=cell.cards, batch_per_card=cell.batch, global_batch=cell.batch * cell.cards,
+            command=cell.command(args),
+        )
+        write_run(args.results, record)
+        statuses.append((cell, f"skipped: {reason}"))
+    print(sweep_table(statuses))
+    return _report(args, [c.run_id for c, _ in statuses]) or int(
+        any(s.startswith("exit") for _, s in statuses)
+    )
+
+
+def sweep_table(statuses: list[tuple[Cell, str]]) -> str:
+    lines = ["mode   precision  cards  batch  result"]
+    lines += [f"{c.mode:<6} {c.precision:<10} {c.cards:<6} {c.batch:<6} {s}" for c, s in statuses]
+    return "\n".join(lines)
+
+
+def _report(args: argparse.Namespace, run_ids: list[str]) -> int:
+    """Print this sweep's tables; 1 when none of its cells left a record."""
+    records, _ = read_records([args.results])
+    ours = [r for r in records if r["run_id"] in set(run_ids)]
+    if not ours:
+        print("error: the sweep left no records", file=sys.stderr)
+        return 1
+    out = Path(args.results) / "sweeps" / run_ids[0]
+    report = build_report(ours, out, sources=[str(args.results)])
+    print(report.summary)
+    print(f"sweep report: {out / 'REPORT.md'}", file=sys.stderr)
+    return 0
