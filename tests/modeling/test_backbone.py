@@ -76,3 +76,35 @@ def test_small_bodies_shapes():
     ]
     r34 = _build("quick/faster_rcnn_R_18_FPN_quick", "MODEL.BACKBONE.CONV_BODY", "R-34-FPN")
     assert len(r34.backbone.body.layer3) == 6
+
+
+def test_group_norm_blocks_keep_names_and_normalise():
+    from rcnn.config import get_default_config
+
+    cfg = get_default_config()
+    cfg.merge_from_list(["MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
+                         "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithGN",
+                         "MODEL.RESNETS.STEM_FUNC", "StemWithGN",
+                         "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"])
+    from rcnn.modeling.backbone import build_backbone
+
+    backbone = build_backbone(cfg)
+    keys = backbone.state_dict().keys()
+    # maskrcnn-benchmark's GN models keep the bn* names, with GN's weight/bias only
+    assert "body.stem.bn1.weight" in keys and "body.stem.bn1.running_mean" not in keys
+    assert isinstance(backbone.body.layer1[0].bn1, torch.nn.GroupNorm)
+    assert backbone.body.layer2[0].bn1.num_groups == 32
+    stem_out = backbone.body.stem.bn1(torch.randn(2, 64, 8, 8) * 50 + 7)
+    assert stem_out.mean().abs() < 1e-3 and (stem_out.std() - 1).abs() < 0.05
+
+
+def test_mixing_gn_and_frozen_bn_is_refused():
+    from rcnn.config import get_default_config
+    from rcnn.modeling.backbone import build_backbone
+
+    cfg = get_default_config()
+    cfg.merge_from_list(["MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
+                         "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithGN",
+                         "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"])
+    with pytest.raises(ValueError, match="use different norms"):
+        build_backbone(cfg)

@@ -89,7 +89,7 @@ class Trainer:
             loss_dict = self.model(images, targets)
         total = sum(loss_dict.values())
         # One host sync per step: needed to log and to stop on NaN before the weights change.
-        logged = {k: float(v) for k, v in comm.reduce_loss_dict(loss_dict).items()}
+        logged = {k: float(v.detach()) for k, v in comm.reduce_loss_dict(loss_dict).items()}
         if not all(math.isfinite(v) for v in logged.values()):
             raise NonFiniteLossError(self.iteration + 1, logged)
         self.optimizer.zero_grad(set_to_none=True)

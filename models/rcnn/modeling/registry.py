@@ -28,6 +28,7 @@ class Registry(dict):
 
 BACKBONES = Registry("backbone (MODEL.BACKBONE.CONV_BODY)")
 RESNET_BLOCKS = Registry("ResNet block (MODEL.RESNETS.TRANS_FUNC)")
+RESNET_STEMS = Registry("ResNet stem (MODEL.RESNETS.STEM_FUNC)")
 RPN_HEADS = Registry("RPN head (MODEL.RPN.RPN_HEAD)")
 ROI_BOX_FEATURE_EXTRACTORS = Registry("box feature extractor (ROI_BOX_HEAD.FEATURE_EXTRACTOR)")
 ROI_BOX_PREDICTOR = Registry("box predictor (MODEL.ROI_BOX_HEAD.PREDICTOR)")

@@ -7,15 +7,13 @@ from collections import OrderedDict
 from torch import nn
 
 from rcnn.modeling.backbone.fpn import FPN, LastLevelMaxPool
-from rcnn.modeling.backbone.resnet import STAGE_SPECS, ResNet
-from rcnn.modeling.registry import BACKBONES, RESNET_BLOCKS
+from rcnn.modeling.backbone.resnet import STAGE_SPECS, ResNet, make_norm
+from rcnn.modeling.registry import BACKBONES, RESNET_BLOCKS, RESNET_STEMS
 
 
 def build_resnet_body(cfg, depth: int) -> ResNet:
     """The ResNet body of `depth` from MODEL.RESNETS.* and MODEL.BACKBONE.FREEZE_CONV_BODY_AT."""
-    r = cfg.MODEL.RESNETS
-    if r.STEM_FUNC != "StemWithFixedBatchNorm":
-        raise ValueError(f"MODEL.RESNETS.STEM_FUNC {r.STEM_FUNC!r} is not supported")
+    r, gn = cfg.MODEL.RESNETS, cfg.MODEL.GROUP_NORM
     return ResNet(
         STAGE_SPECS[depth],
         RESNET_BLOCKS[r.TRANS_FUNC],
@@ -26,6 +24,8 @@ def build_resnet_body(cfg, depth: int) -> ResNet:
         stride_in_1x1=r.STRIDE_IN_1X1,
         res5_dilation=r.RES5_DILATION,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_CONV_BODY_AT,
+        norm=make_norm(r.TRANS_FUNC, r.STEM_FUNC, gn.NUM_GROUPS, gn.DIM_PER_GP, gn.EPSILON),
+        stem=RESNET_STEMS[r.STEM_FUNC],
     )
 
 

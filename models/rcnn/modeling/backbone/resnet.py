@@ -1,4 +1,4 @@
-"""ResNet / ResNeXt bodies with frozen batch norm, in maskrcnn-benchmark's layout.
+"""ResNet / ResNeXt bodies with frozen batch norm or group norm, in maskrcnn-benchmark's layout.
 
 Parameter names: `stem.conv1`, `stem.bn1`, `layer1..layer4`, blocks `conv1..3`, `bn1..3`,
 `downsample.0` (conv) / `downsample.1` (norm), so maskrcnn-benchmark checkpoints load as they are.
@@ -6,15 +6,26 @@ Parameter names: `stem.conv1`, `stem.bn1`, `layer1..layer4`, blocks `conv1..3`, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from rcnn.layers import FrozenBatchNorm2d
-from rcnn.modeling.registry import RESNET_BLOCKS
+from rcnn.modeling.registry import RESNET_BLOCKS, RESNET_STEMS
+
+# A norm factory: channels -> module. Frozen BN for pretrained bodies; GN to train from scratch.
+Norm = Callable[[int], nn.Module]
+
+
+def group_norm(channels: int, num_groups: int = 32, dim_per_group: int = -1,
+               eps: float = 1e-5) -> nn.GroupNorm:
+    """maskrcnn-benchmark's GN rule: a fixed group count, or a fixed width per group."""
+    groups = channels // dim_per_group if dim_per_group > 0 else min(num_groups, channels)
+    return nn.GroupNorm(groups, channels, eps=eps)
 
 
 @dataclass(frozen=True)
@@ -44,21 +55,20 @@ def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 
     return conv
 
 
-def _downsample(in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+def _downsample(in_channels: int, out_channels: int, stride: int, norm: Norm) -> nn.Module | None:
     if in_channels == out_channels and stride == 1:
         return None
-    return nn.Sequential(
-        _conv(in_channels, out_channels, 1, stride=stride), FrozenBatchNorm2d(out_channels)
-    )
+    return nn.Sequential(_conv(in_channels, out_channels, 1, stride=stride), norm(out_channels))
 
 
-class StemWithFixedBatchNorm(nn.Module):
-    """7x7/2 conv, frozen BN, ReLU, 3x3/2 max pool: stride 4 overall."""
+@RESNET_STEMS.register("StemWithFixedBatchNorm")
+class Stem(nn.Module):
+    """7x7/2 conv, norm, ReLU, 3x3/2 max pool: stride 4 overall."""
 
-    def __init__(self, out_channels: int = 64) -> None:
+    def __init__(self, out_channels: int = 64, norm: Norm = FrozenBatchNorm2d) -> None:
         super().__init__()
         self.conv1 = _conv(3, out_channels, 7, stride=2, padding=3)
-        self.bn1 = FrozenBatchNorm2d(out_channels)
+        self.bn1 = norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu_(self.bn1(self.conv1(x)))
@@ -72,20 +82,22 @@ class Bottleneck(nn.Module):
 
     def __init__(self, in_channels: int, bottleneck_channels: int, out_channels: int,
                  num_groups: int = 1, stride_in_1x1: bool = True, stride: int = 1,
-                 dilation: int = 1) -> None:
+                 dilation: int = 1, norm: Norm = FrozenBatchNorm2d) -> None:
         super().__init__()
         # With dilation the spatial stride is dropped, as in maskrcnn-benchmark.
-        self.downsample = _downsample(in_channels, out_channels, stride if dilation == 1 else 1)
+        self.downsample = _downsample(
+            in_channels, out_channels, stride if dilation == 1 else 1, norm
+        )
         if dilation > 1:
             stride = 1
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = _conv(in_channels, bottleneck_channels, 1, stride=stride_1x1)
-        self.bn1 = FrozenBatchNorm2d(bottleneck_channels)
+        self.bn1 = norm(bottleneck_channels)
         self.conv2 = _conv(bottleneck_channels, bottleneck_channels, 3, stride=stride_3x3,
                            padding=dilation, dilation=dilation, groups=num_groups)
-        self.bn2 = FrozenBatchNorm2d(bottleneck_channels)
+        self.bn2 = norm(bottleneck_channels)
         self.conv3 = _conv(bottleneck_channels, out_channels, 1)
-        self.bn3 = FrozenBatchNorm2d(out_channels)
+        self.bn3 = norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -101,18 +113,20 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, bottleneck_channels: int, out_channels: int,
                  num_groups: int = 1, stride_in_1x1: bool = True, stride: int = 1,
-                 dilation: int = 1) -> None:
+                 dilation: int = 1, norm: Norm = FrozenBatchNorm2d) -> None:
         super().__init__()
         if num_groups != 1:
             raise ValueError("BasicBlock supports MODEL.RESNETS.NUM_GROUPS 1 only")
-        self.downsample = _downsample(in_channels, out_channels, stride if dilation == 1 else 1)
+        self.downsample = _downsample(
+            in_channels, out_channels, stride if dilation == 1 else 1, norm
+        )
         if dilation > 1:
             stride = 1
         self.conv1 = _conv(in_channels, out_channels, 3, stride=stride, padding=dilation,
                            dilation=dilation)
-        self.bn1 = FrozenBatchNorm2d(out_channels)
+        self.bn1 = norm(out_channels)
         self.conv2 = _conv(out_channels, out_channels, 3, padding=dilation, dilation=dilation)
-        self.bn2 = FrozenBatchNorm2d(out_channels)
+        self.bn2 = norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -131,9 +145,10 @@ class ResNet(nn.Module):
     def __init__(self, stage_specs: Sequence[StageSpec], block: type[nn.Module],
                  stem_out_channels: int = 64, res2_out_channels: int = 256, num_groups: int = 1,
                  width_per_group: int = 64, stride_in_1x1: bool = True, res5_dilation: int = 1,
-                 freeze_at: int = 2) -> None:
+                 freeze_at: int = 2, norm: Norm = FrozenBatchNorm2d,
+                 stem: type[nn.Module] = Stem) -> None:
         super().__init__()
-        self.stem = StemWithFixedBatchNorm(stem_out_channels)
+        self.stem = stem(stem_out_channels, norm=norm)
         in_channels = stem_out_channels
         self.stage_names: list[str] = []
         for spec in stage_specs:
@@ -146,7 +161,8 @@ class ResNet(nn.Module):
                 blocks.append(block(in_channels, num_groups * width_per_group * factor,
                                     out_channels, num_groups=num_groups,
                                     stride_in_1x1=stride_in_1x1,
-                                    stride=first_stride if i == 0 else 1, dilation=dilation))
+                                    stride=first_stride if i == 0 else 1, dilation=dilation,
+                                    norm=norm))
                 in_channels = out_channels
             name = f"layer{spec.index}"
             self.add_module(name, nn.Sequential(*blocks))
@@ -169,3 +185,23 @@ class ResNet(nn.Module):
             outputs.append(x)
         return outputs
 
+
+# maskrcnn-benchmark's GN names: the same blocks with group norm in place of frozen BN.
+RESNET_BLOCKS.register("BottleneckWithGN")(Bottleneck)
+RESNET_BLOCKS.register("BasicBlockWithGN")(BasicBlock)
+RESNET_STEMS.register("StemWithGN")(Stem)
+NORM_OF = {"BottleneckWithGN": "gn", "BasicBlockWithGN": "gn", "StemWithGN": "gn"}
+
+
+def make_norm(trans_func: str, stem_func: str, num_groups: int, dim_per_group: int,
+              eps: float) -> Norm:
+    """Frozen BN unless the config names GN blocks or stem (mixing the two is refused)."""
+    kinds = {NORM_OF.get(trans_func, "frozen_bn"), NORM_OF.get(stem_func, "frozen_bn")}
+    if len(kinds) > 1:
+        raise ValueError(
+            f"MODEL.RESNETS.TRANS_FUNC {trans_func!r} and STEM_FUNC {stem_func!r} use different "
+            "norms; use both *WithGN or both *WithFixedBatchNorm"
+        )
+    if kinds == {"gn"}:
+        return partial(group_norm, num_groups=num_groups, dim_per_group=dim_per_group, eps=eps)
+    return FrozenBatchNorm2d
