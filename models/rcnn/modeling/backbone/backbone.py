@@ -6,6 +6,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from rcnn.modeling.backbone.bfp import build_balanced_feature_pyramid
 from rcnn.modeling.backbone.fpn import FPN, LastLevelMaxPool
 from rcnn.modeling.backbone.resnet import STAGE_SPECS, ResNet, make_norm
 from rcnn.modeling.registry import BACKBONES, RESNET_BLOCKS, RESNET_STEMS
@@ -34,7 +35,12 @@ def _resnet_fpn(cfg, depth: int) -> nn.Sequential:
         raise ValueError("MODEL.FPN.USE_GN / USE_RELU are not supported")
     body = build_resnet_body(cfg, depth)
     fpn = FPN(body.out_channels, cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS, LastLevelMaxPool())
-    model = nn.Sequential(OrderedDict([("body", body), ("fpn", fpn)]))
+    stages = [("body", body), ("fpn", fpn)]
+    if cfg.MODEL.BFP.ON:
+        # Libra R-CNN: the balanced pyramid refines the FPN's levels (C2..C5 + the P6 pool).
+        stages.append(("bfp", build_balanced_feature_pyramid(cfg, fpn.out_channels,
+                                                             len(body.out_channels) + 1)))
+    model = nn.Sequential(OrderedDict(stages))
     model.out_channels = fpn.out_channels
     return model
 
