@@ -4,8 +4,11 @@ The paste is maskrcnn-benchmark's: the M x M mask is padded by one pixel on each
 is scaled by (M + 2) / M about its centre and truncated to integers, the padded mask is
 bilinearly resized (align_corners=False) to the integer box size and thresholded. Here the
 detections are pasted in a few chunks, not one by one: the visible crops of a chunk are resized
-together with the same index and weight arithmetic as torch's bilinear resize, so the pixels
-are identical to pasting each detection with F.interpolate.
+together with the index and weight formulas of torch's bilinear resize, in float32, so the
+pixels are those of pasting each detection with F.interpolate. The one exception is a value
+that sits on the threshold to within float rounding (a 0/1 mask can resize to exactly 0.5):
+there the side it lands on depends on how a kernel fuses its multiply-adds, which differs
+between torch's own CPU and CUDA kernels too.
 """
 
 from __future__ import annotations
@@ -34,8 +37,7 @@ def _linear_taps(
     dst: torch.Tensor, out_size: torch.Tensor, in_size: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Source indices and weights of output positions `dst` when resizing `in_size` to
-    `out_size` (broadcast with dst): bilinear, align_corners=False, computed with the same float
-    operations as torch's CPU kernel, so the resized values agree bit for bit."""
+    `out_size` (broadcast with dst): bilinear, align_corners=False, torch's formulas."""
     scale = torch.full_like(out_size, in_size, dtype=torch.float32) / out_size.float()
     src = (scale * (dst.float() + 0.5) - 0.5).clamp(min=0)
     low = src.floor().long().clamp(max=in_size - 1)
