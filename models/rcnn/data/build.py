@@ -156,6 +156,9 @@ def make_data_loader(
             batch_sampler=batch_sampler,
             collate_fn=collator,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
+            # its own generator: starting an iterator must not draw from the global RNG the
+            # model's samplers use, or a resumed run would diverge from an unbroken one
+            generator=torch.Generator().manual_seed(seed),
         )
 
     if is_train:

@@ -1,0 +1,103 @@
+"""Training in real processes: kill-and-resume, two-process DDP (gloo, torchrun), NaN stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DRIVER = Path(__file__).with_name("train_driver.py")
+
+
+def run_driver(tiny_set, overrides, out: Path, losses: Path, *extra: str, nproc: int = 1, **cfg):
+    opts = overrides(out, **cfg)
+    head = [sys.executable]
+    if nproc > 1:
+        head += [
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(29500 + os.getpid() % 1000),
+        ]
+    cmd = [*head, str(DRIVER), "--data", str(tiny_set), "--losses", str(losses), *extra, *opts]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+
+
+def read_losses(path: Path) -> dict[int, dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r.pop("iteration"): r for r in rows}
+
+
+def test_killed_run_resumes_with_identical_losses(tiny_set, overrides, tmp_path):
+    full = run_driver(
+        tiny_set,
+        overrides,
+        tmp_path / "full",
+        tmp_path / "full.jsonl",
+        **{"SOLVER.MAX_ITER": 6, "SOLVER.CHECKPOINT_PERIOD": 3},
+    )
+    assert full.returncode == 0, full.stderr[-3000:]
+    killed = run_driver(
+        tiny_set,
+        overrides,
+        tmp_path / "cut",
+        tmp_path / "cut.jsonl",
+        "--kill-after",
+        "4",
+        **{"SOLVER.MAX_ITER": 6, "SOLVER.CHECKPOINT_PERIOD": 3},
+    )
+    assert killed.returncode == -9  # really killed, after the checkpoint at 3 and step 4
+    assert (tmp_path / "cut" / "last_checkpoint").read_text() == "model_0000003.pth"
+    resumed = run_driver(
+        tiny_set,
+        overrides,
+        tmp_path / "cut",
+        tmp_path / "resumed.jsonl",
+        **{"SOLVER.MAX_ITER": 6, "SOLVER.CHECKPOINT_PERIOD": 3},
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = read_losses(tmp_path / "full.jsonl"), read_losses(tmp_path / "resumed.jsonl")
+    assert sorted(b) == [4, 5, 6]  # it continued at iteration 4, not from scratch
+    for it in (4, 5, 6):
+        assert b[it] == pytest.approx(a[it], rel=1e-6, abs=1e-7), it
+
+
+def test_two_process_ddp_matches_one_process(tiny_set, overrides, tmp_path):
+    # Same global batch (2 images): 1 process x 2 images vs 2 gloo processes x 1 image.
+    one = run_driver(tiny_set, overrides, tmp_path / "one", tmp_path / "one.jsonl")
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_driver(tiny_set, overrides, tmp_path / "two", tmp_path / "two.jsonl", nproc=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = read_losses(tmp_path / "one.jsonl"), read_losses(tmp_path / "two.jsonl")
+    assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    for it in a:
+        total_a, total_b = sum(a[it].values()), sum(b[it].values())
+        # Tolerance: mrcnn normalises each loss over the batch's sampled anchors/ROIs, while
+        # DDP averages per-rank (per-image) losses, and each rank's sampler draws its own
+        # random subset; measured differences stay well under 10% on this set.
+        assert total_b == pytest.approx(total_a, rel=0.10), (it, a[it], b[it])
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_set, overrides, tmp_path):
+    out = tmp_path / "nan"
+    run = run_driver(
+        tiny_set,
+        overrides,
+        out,
+        tmp_path / "nan.jsonl",
+        "--nan-at",
+        "3",
+        **{"SOLVER.MAX_ITER": 6, "SOLVER.CHECKPOINT_PERIOD": 2},
+    )
+    assert run.returncode == 3
+    assert "non-finite loss at iteration 3: loss_" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert (out / "last_checkpoint").read_text() == "model_0000002.pth"
+    assert not (out / "model_final.pth").exists()
