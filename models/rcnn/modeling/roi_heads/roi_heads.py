@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from rcnn.modeling.registry import ROI_HEADS
+from rcnn.modeling.roi_heads import mask_head  # noqa: F401  (registers ROI_HEADS["mask"])
 from rcnn.modeling.roi_heads.box_head import build_roi_box_head
 from rcnn.structures.bounding_box import BoxList
 
