@@ -105,7 +105,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
                         help="iterations run before measuring (not in the statistics)")
     parser.add_argument("--repeats", type=int, default=1, help="measured windows (median, spread)")
     parser.add_argument("--ckpt", help="weights to load (a checkpoint file or catalog name)")
-    parser.add_argument("--results", default=os.environ.get("RESULTS_DIR", "results"),
+    parser.add_argument("--results", default=os.environ.get("RESULTS_DIR") or "results",
                         help="results folder (default $RESULTS_DIR or results)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)

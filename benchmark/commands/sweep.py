@@ -66,7 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int)
     p.add_argument("--repeats", type=int)
     p.add_argument("--ckpt", help="weights for every cell")
-    p.add_argument("--results", default=os.environ.get("RESULTS_DIR", "results"))
+    p.add_argument("--results", default=os.environ.get("RESULTS_DIR") or "results")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                    help="config overrides for every cell")
     p.set_defaults(func=run)

@@ -1,0 +1,128 @@
+"""`python -m benchmark train` / `infer` as a user runs them: real processes, real records.
+
+Tiny on purpose: the quick R-18 config at 64x96 on a 4-image synthetic set, 1-2 iterations.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.record import read_records, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "faster_rcnn_R_18_FPN_quick"
+TINY = ["--model", MODEL, "--device", "cpu", "--size", "64x96", "--data", "synthetic:4"]
+
+
+def bench(*args: str, results: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "RESULTS_DIR"}
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args, "--results", str(results)],
+        capture_output=True, text=True, cwd=results.parent, env=env, timeout=600, check=False,
+    )
+
+
+def only_record(results: Path) -> dict:
+    records, problems = read_records([results])
+    assert problems == []
+    assert len(records) == 1, [r["status"] for r in records]
+    assert validate(records[0]) == []
+    run_dir = results / "runs" / records[0]["run_id"]
+    assert json.loads((run_dir / "record.json").read_text()) == records[0]
+    return records[0]
+
+
+def test_train_writes_a_measured_record(tmp_path):
+    results = tmp_path / "results"
+    done = bench("train", *TINY, "--batch", "1", "--iters", "2", "--warmup", "1",
+                 results=results)
+    assert done.returncode == 0, done.stderr
+    r = only_record(results)
+    assert (r["status"], r["mode"], r["model"], r["device_type"]) == ("ok", "train", MODEL, "cpu")
+    assert (r["warmup_iters"], r["measured_iters"], r["repeats"]) == (1, 2, 1)
+    assert (r["cards"], r["nodes"], r["batch_per_card"], r["global_batch"]) == (1, 1, 1, 1)
+    assert (r["image_min_size"], r["image_max_size"]) == (64, 96)
+    assert r["throughput_img_s"] > 0 and r["first_iter_s"] > 0
+    assert r["step_time_ms"]["p50"] > 0 and r["latency_ms"] is None
+    assert 0 <= r["data_time_share"] < 1
+    assert r["peak_mem_mb"] > 0
+    assert math.isfinite(r["final_loss"])
+    assert set(r["ops"]) >= {"nms", "roi_align"}
+    assert r["dataset"]["name"] == "synthetic" and r["dataset"]["images"] == 4
+    assert r["dataset"]["fingerprint"].startswith("sha1:")
+    assert len(r["config_hash"]) == 40 and r["seed"] == 0
+    assert r["command"].startswith(f"python -m benchmark train --model {MODEL}")
+    assert "--worker" not in r["command"] and "--run-id" not in r["command"]
+    # the one-line summary, and the run's folder beside the record
+    assert f"{r['throughput_img_s']:.2f} img/s" in done.stdout
+    run_dir = results / "runs" / r["run_id"]
+    assert "INPUT:" in (run_dir / "config.yaml").read_text()
+    assert "rcnn.trainer" in (run_dir / "log.txt").read_text()
+    # the synthetic set is cached under the results folder, keyed by split/size/count/seed
+    assert [p.name for p in (results / "cache" / "synthetic").iterdir()] == [
+        "train-85x64-n4-seed0-3cls"
+    ]
+
+
+def test_infer_records_latency_accuracy_and_repeats(tmp_path):
+    results = tmp_path / "results"
+    # 4 test images in batches of 2: one warm-up batch, then one measured batch per repeat
+    done = bench("infer", *TINY, "--batch", "2", "--warmup", "1", "--repeats", "2",
+                 results=results)
+    assert done.returncode == 0, done.stderr
+    r = only_record(results)
+    assert (r["status"], r["mode"], r["global_batch"]) == ("ok", "infer", 2)
+    assert (r["warmup_iters"], r["measured_iters"], r["repeats"]) == (1, 2, 2)
+    assert r["throughput_img_s"] > 0 and r["latency_ms"]["p50"] > 0
+    assert r["throughput_spread"]["min"] <= r["throughput_spread"]["max"]
+    # random weights: an AP near zero, recorded as measured
+    assert 0 <= r["accuracy"]["bbox_ap"] < 0.1
+    assert {"bbox_ap50", "bbox_ap75"} <= set(r["accuracy"])
+    assert r["dataset"]["images"] == 4
+    assert "random weights" in done.stdout
+
+
+def test_unsupported_precision_fails_with_one_message_and_a_record(tmp_path):
+    results = tmp_path / "results"
+    done = bench("train", *TINY, "--precision", "fp16", "--iters", "1", results=results)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip() == (
+        "error: precision 'fp16' is not supported on cpu; this device supports fp32, bf16"
+    )
+    r = only_record(results)
+    assert (r["status"], r["precision"], r["device_type"]) == ("failed", "fp16", "cpu")
+    assert r["error"].startswith("DeviceError: precision 'fp16' is not supported")
+
+
+def test_unknown_model_and_bad_data_are_user_errors(tmp_path):
+    results = tmp_path / "results"
+    done = bench("infer", "--model", "no_such_config", "--device", "cpu", results=results)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "no such config" in done.stderr and MODEL in done.stderr
+    done = bench("infer", *TINY[:-2], "--data", f"coco:{tmp_path}/nowhere", results=results)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "nowhere/val2017 not found; expected the COCO 2017 layout" in done.stderr
+    records, _ = read_records([results])
+    assert [r["status"] for r in records] == ["failed", "failed"]
+
+
+@pytest.mark.slow
+def test_two_cards_on_cpu_run_two_gloo_processes_and_write_one_record(tmp_path):
+    results = tmp_path / "results"
+    done = bench("train", *TINY, "--cards", "2", "--batch", "1", "--iters", "2", "--warmup", "1",
+                 results=results)
+    assert done.returncode == 0, done.stderr
+    assert "torch.distributed.run --nproc-per-node 2 --standalone" in done.stdout
+    r = only_record(results)
+    assert (r["status"], r["cards"], r["batch_per_card"], r["global_batch"]) == ("ok", 2, 1, 2)
+    assert r["measured_iters"] == 2  # per rank; both ranks' steps are in the percentiles
+    assert r["throughput_img_s"] > 0
+    assert "--cards 2" in r["command"] and "--worker" not in r["command"]
