@@ -55,6 +55,21 @@ def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 
     return conv
 
 
+def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """norm(conv(x)); a frozen BN is folded into the conv's weight and bias instead, which saves
+    two passes over the activations (the same affine map, up to float rounding)."""
+    if not isinstance(norm, FrozenBatchNorm2d) or conv.bias is not None:
+        return norm(conv(x))
+    scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+    shift = norm.bias - norm.running_mean * scale
+    return F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), shift, conv.stride, conv.padding,
+                    conv.dilation, conv.groups)
+
+
+def _residual(x: torch.Tensor, downsample: nn.Module | None) -> torch.Tensor:
+    return x if downsample is None else conv_norm(downsample[0], downsample[1], x)
+
+
 def _downsample(in_channels: int, out_channels: int, stride: int, norm: Norm) -> nn.Module | None:
     if in_channels == out_channels and stride == 1:
         return None
@@ -71,7 +86,7 @@ class Stem(nn.Module):
         self.bn1 = norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu_(self.bn1(self.conv1(x)))
+        x = F.relu_(conv_norm(self.conv1, self.bn1, x))
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
 
 
@@ -100,11 +115,13 @@ class Bottleneck(nn.Module):
         self.bn3 = norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu_(self.bn1(self.conv1(x)))
-        out = F.relu_(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return F.relu_(out + identity)
+        identity = _residual(x, self.downsample)
+        out = F.relu_(conv_norm(self.conv1, self.bn1, x))
+        out = F.relu_(conv_norm(self.conv2, self.bn2, out))
+        out = conv_norm(self.conv3, self.bn3, out)
+        # In place: the conv/norm output is not needed by autograd.
+        out += identity
+        return F.relu_(out)
 
 
 @RESNET_BLOCKS.register("BasicBlockWithFixedBatchNorm")
@@ -129,10 +146,11 @@ class BasicBlock(nn.Module):
         self.bn2 = norm(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = F.relu_(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu_(out + identity)
+        identity = _residual(x, self.downsample)
+        out = F.relu_(conv_norm(self.conv1, self.bn1, x))
+        out = conv_norm(self.conv2, self.bn2, out)
+        out += identity
+        return F.relu_(out)
 
 
 class ResNet(nn.Module):
