@@ -5,6 +5,10 @@ frozen, i.e. FREEZE_CONV_BODY_AT 2), with the config's class count and RPN / ROI
 internal transform reduced to a no-op resize to the input size with mean 0 / std 1, so both
 models see the same pixels. With `same_weights`, ours is built in torchvision's layout (stride in
 the 3x3 conv) and loads the peer's weights: both then do the same work on the same proposals.
+
+Random weights are calibrated first (`calibrate_frozen_bn`): with identity frozen BNs the
+activations of a random ResNet grow to ~1e4, objectness saturates and the RPN keeps a handful of
+proposals, so later stages would do far less work than a trained detector's.
 """
 
 from __future__ import annotations
@@ -159,9 +163,33 @@ def build_torchvision_peer(cfg, image_size: tuple[int, int]) -> nn.Module:
     )
 
 
+@torch.no_grad()
+def calibrate_frozen_bn(model: nn.Module, images: torch.Tensor) -> None:
+    """Set every frozen BN's statistics so that its output on `images` has zero mean and unit
+    variance per channel (one forward pass, in order, through pre-hooks)."""
+
+    def set_stats(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        x = inputs[0].transpose(0, 1).flatten(1)
+        module.running_mean.copy_(x.mean(1))
+        module.running_var.copy_(x.var(1) + 1e-2)
+
+    frozen = [m for m in model.modules()
+              if hasattr(m, "running_var") and not any(True for _ in m.parameters())]
+    handles = [m.register_forward_pre_hook(set_stats) for m in frozen]
+    try:
+        backbone = model.backbone
+        backbone.eval()
+        backbone(images)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def build_impls(model: str, impls: list[str], image_size: tuple[int, int],
-                same_weights: bool = True, seed: int = 0) -> list[Impl]:
-    """The requested impls of config `model` for (height, width) inputs, in `impls` order."""
+                calibration: torch.Tensor | None = None, same_weights: bool = True,
+                seed: int = 0) -> list[Impl]:
+    """The requested impls of config `model` for (height, width) inputs, in `impls` order;
+    `calibration` images [N, 3, H, W] calibrate the random frozen BNs."""
     unknown = sorted(set(impls) - set(IMPLS))
     if unknown:
         raise ValueError(f"unknown impl(s) {unknown}; known: {list(IMPLS)}")
@@ -169,9 +197,13 @@ def build_impls(model: str, impls: list[str], image_size: tuple[int, int],
     cfg = model_config(model, overrides)
     torch.manual_seed(seed)
     peer = build_torchvision_peer(cfg, image_size)
+    if calibration is not None:
+        calibrate_frozen_bn(peer, calibration)
     built: dict[str, Impl] = {"torchvision": TorchvisionImpl(peer)}
     if "rcnn" in impls:
         ours = build_detection_model(cfg)
+        if calibration is not None and not same_weights:
+            calibrate_frozen_bn(ours, calibration)
         if same_weights:
             eps = float(getattr(ours.backbone.body.stem.bn1, "eps", 0.0))
             load_torchvision_detection(ours, peer.state_dict(), target_bn_eps=eps)

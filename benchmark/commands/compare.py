@@ -64,10 +64,11 @@ def run(args: argparse.Namespace) -> int:
     adapter, index = resolve("cpu")
     impls_requested = args.impls or list(IMPLS)
     height, width = _parse_size(args.size)
-    impls = build_impls(args.model, impls_requested, (height, width),
-                        same_weights=not args.different_weights, seed=args.seed)
     num_classes = model_config(args.model).MODEL.ROI_BOX_HEAD.NUM_CLASSES
     batch = synthetic_batch(args.batch, height, width, num_classes, seed=args.seed)
+    impls = build_impls(args.model, impls_requested, (height, width),
+                        calibration=torch.stack(batch.images),
+                        same_weights=not args.different_weights, seed=args.seed)
 
     optimizers = {}
     for impl in impls:
