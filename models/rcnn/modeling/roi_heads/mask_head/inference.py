@@ -66,7 +66,6 @@ def _paste_chunk(
     c, size = padded.shape[0], padded.shape[-1]
     x0, y0, box_w, box_h = box.unbind(1)
     left, top, crop_w, crop_h = crop.unbind(1)
-    counts = crop_h.tolist()
     grid_w = int(crop_w.max())
     cols = torch.arange(grid_w, device=padded.device)
     win_left = left.clamp(max=width - grid_w)
@@ -88,7 +87,7 @@ def _paste_chunk(
     horiz = horiz.transpose(1, 2).reshape(c * size, grid_w)
     # Height pass over the stacked crop rows: row r of detection d is image row top[d] + r.
     det = torch.repeat_interleave(torch.arange(c, device=padded.device), crop_h,
-                                  output_size=sum(counts))
+                                  output_size=int(crop_h.sum()))
     row = torch.arange(det.numel(), device=padded.device) - (crop_h.cumsum(0) - crop_h)[det]
     ty0, ty1, wy0, wy1 = _linear_taps(top[det] - y0[det] + row, box_h[det], size)
     value = horiz.index_select(0, base[det] + ty0)
@@ -113,6 +112,8 @@ def paste_masks_in_image(
     Detections go in chunks of at most `max_chunk`, and of at most `chunk_elements` window
     pixels, so temporary memory stays bounded (about 70 MB) whatever the boxes.
     """
+    if threshold < 0:
+        raise ValueError(f"mask threshold must be >= 0, got {threshold}")
     n = masks.shape[0]
     result = torch.zeros((n, 1, height, width), dtype=torch.uint8, device=masks.device)
     if n == 0:
