@@ -32,7 +32,7 @@ def simulate_missing_torchvision(monkeypatch):
     def fail():
         raise ImportError("simulated: torchvision is not installed")
 
-    monkeypatch.setattr(dispatch, "_load_kernels", fail)
+    monkeypatch.setattr(dispatch, "load_kernels", fail)
 
 
 def simulate_kernels(monkeypatch, **overrides):
@@ -45,7 +45,7 @@ def simulate_kernels(monkeypatch, **overrides):
     )
     for name, fn in overrides.items():
         setattr(ops, name, fn)
-    monkeypatch.setattr(dispatch, "_load_kernels", lambda: ops)
+    monkeypatch.setattr(dispatch, "load_kernels", lambda: ops)
 
 
 def test_auto_uses_the_kernel_on_this_cpu_and_records_it():
@@ -121,7 +121,7 @@ def test_preflight_runs_once_per_op_and_device(monkeypatch):
         loads.append(1)
         return torchvision.ops
 
-    monkeypatch.setattr(dispatch, "_load_kernels", counting_loader)
+    monkeypatch.setattr(dispatch, "load_kernels", counting_loader)
     preflight(CPU)
     checks = len(loads)
     for _ in range(3):

@@ -1,7 +1,5 @@
 """Native RoIAlign against torchvision's kernel: outputs within 1e-5, gradients within 1e-4."""
 
-import importlib
-
 import pytest
 import torch
 import torchvision
@@ -9,8 +7,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rcnn.layers import ROIAlign, native, roi_align
-
-chunks = importlib.import_module("rcnn.layers.native.chunks")
 
 
 def random_rois(gen, count, images, height, width, scale, zero_area=0.2) -> torch.Tensor:
@@ -69,10 +65,8 @@ def test_native_roi_align_matches_torchvision(case):
     torch.testing.assert_close(grad, want_grad, rtol=0, atol=1e-4)
 
 
-def test_fpn_levels_with_many_window_sizes_and_small_chunks(monkeypatch):
-    # Poolers run one roi_align per FPN level. Adaptive sampling gives many grid sizes here,
-    # and a tiny chunk budget splits each size group: results must not depend on either.
-    monkeypatch.setattr(chunks, "CHUNK_ELEMENTS", 1 << 10)
+def test_fpn_levels_with_many_grid_sizes():
+    # Poolers run one roi_align per FPN level; adaptive sampling gives many grid sizes here.
     gen = torch.Generator().manual_seed(0)
     for level, scale in enumerate((1 / 4, 1 / 8, 1 / 16, 1 / 32)):
         features = torch.randn(2, 8, 96 >> level, 128 >> level, generator=gen)

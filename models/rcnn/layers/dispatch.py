@@ -43,7 +43,7 @@ _choices: dict[tuple[str, str, int | None, str], Choice] = {}
 _used: dict[str, set[str]] = {}
 
 
-def _load_kernels() -> ModuleType:
+def load_kernels() -> ModuleType:
     """torchvision.ops, imported only when needed: on some machines torchvision cannot import."""
     import torchvision.ops
 
@@ -57,10 +57,10 @@ def mode() -> str:
     return value
 
 
-def _kernel_problem(op: str, device: torch.device) -> str | None:
+def kernel_problem(op: str, device: torch.device) -> str | None:
     """Why the op's kernel cannot be used on `device`, or None when it can."""
     try:
-        kernels = _load_kernels()
+        kernels = load_kernels()
     except Exception as err:  # a broken torchvision install raises anything, not only ImportError
         return f"torchvision.ops failed to import ({type(err).__name__}: {err})"
     try:
@@ -80,7 +80,7 @@ def choose(op: str, device: torch.device) -> Choice:
     if forced == "native":
         choice = Choice("native", f"{ENV}=native")
     else:
-        problem = _kernel_problem(op, device)
+        problem = kernel_problem(op, device)
         if problem is not None and forced == "kernel":
             raise KernelUnavailableError(
                 f"{ENV}=kernel, but {op} has no working kernel on {device}: {problem}. "
@@ -96,7 +96,7 @@ def implementation(name: str, device: torch.device) -> Callable:
     op = _DECIDED_BY[name]
     impl = choose(op, device).impl
     _used.setdefault(op, set()).add(impl)
-    return getattr(_load_kernels() if impl == "kernel" else native, name)
+    return getattr(load_kernels() if impl == "kernel" else native, name)
 
 
 def _canonical(device: torch.device | str) -> torch.device:

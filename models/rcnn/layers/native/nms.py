@@ -12,20 +12,24 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# Elements of one block's IoU matrix; bounds memory for tens of thousands of boxes.
-_BLOCK_ELEMENTS = 1 << 22
+# Elements of one block's IoU matrix (1 MiB in float32): cache-sized; rows shrink as n grows.
+_BLOCK_ELEMENTS = 1 << 18
 _MIN_BLOCK, _MAX_BLOCK = 64, 1024
 
 
 def _iou(rows: Tensor, cols: Tensor) -> Tensor:
     """IoU [R, C] of xyxy boxes without +1, in torchvision's operation order."""
-    area_r = (rows[:, 2] - rows[:, 0]) * (rows[:, 3] - rows[:, 1])
-    area_c = (cols[:, 2] - cols[:, 0]) * (cols[:, 3] - cols[:, 1])
-    lt = torch.maximum(rows[:, None, :2], cols[None, :, :2])
-    rb = torch.minimum(rows[:, None, 2:], cols[None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area_r[:, None] + area_c[None, :] - inter)
+    rx1, ry1, rx2, ry2 = (v[:, None] for v in rows.unbind(dim=1))
+    cx1, cy1, cx2, cy2 = (v[None, :] for v in cols.unbind(dim=1))
+    # In place where possible: fresh [R, C] buffers cost more than the arithmetic.
+    w = torch.minimum(rx2, cx2)
+    scratch = torch.maximum(rx1, cx1)
+    w.sub_(scratch).clamp_(min=0)
+    h = torch.minimum(ry2, cy2)
+    torch.maximum(ry1, cy1, out=scratch)
+    inter = h.sub_(scratch).clamp_(min=0).mul_(w)
+    torch.add((rx2 - rx1) * (ry2 - ry1), (cx2 - cx1) * (cy2 - cy1), out=scratch)
+    return inter.div_(scratch.sub_(inter))
 
 
 def _threshold_below(iou_threshold: float, dtype: torch.dtype) -> float:
@@ -44,6 +48,14 @@ def _block_size(n: int) -> int:
     return max(_MIN_BLOCK, min(_MAX_BLOCK, _BLOCK_ELEMENTS // max(n, 1)))
 
 
+def _overlaps(boxes: Tensor, rows: Tensor, cols: Tensor, threshold: float, groups) -> Tensor:
+    """[R, C] mask: IoU of boxes[rows] with boxes[cols] exceeds the threshold (same group)."""
+    over = _iou(boxes[rows], boxes[cols]) > threshold
+    if groups is not None:
+        over &= groups[rows, None] == groups[None, cols]
+    return over
+
+
 def _greedy_keep(boxes: Tensor, iou_threshold: float, groups: Tensor | None) -> Tensor:
     """Keep mask of greedy NMS over boxes already in processing order.
 
@@ -53,31 +65,35 @@ def _greedy_keep(boxes: Tensor, iou_threshold: float, groups: Tensor | None) -> 
     keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     suppressed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
     block = _block_size(n)
-    iou_threshold = _threshold_below(iou_threshold, boxes.dtype)
+    threshold = _threshold_below(iou_threshold, boxes.dtype)
     group_ends = None
     if groups is not None:
         # Column range a block can touch: up to the end of the last group it contains.
         group_ends = torch.searchsorted(groups, groups, right=True).tolist()
+        # Blocks of about two groups: pairs across groups are computed only to be masked.
+        block = min(block, max(_MIN_BLOCK, 2 * n // len(set(group_ends))))
     for start in range(0, n, block):
         end = min(start + block, n)
-        stop = n if group_ends is None else group_ends[end - 1]
-        over = _iou(boxes[start:end], boxes[start:stop]) > iou_threshold
-        if groups is not None:
-            over &= groups[start:end, None] == groups[None, start:stop]
-        within = over[:, : end - start].triu(1)
-        alive = ~suppressed[start:end]
-        kept = alive
+        # Only boxes no earlier block suppressed take part: the rest can neither keep nor kill.
+        alive = start + torch.nonzero(~suppressed[start:end]).squeeze(1)
+        if alive.numel() == 0:
+            continue
+        within = _overlaps(boxes, alive, alive, threshold, groups).triu_(1)
+        kept = torch.ones(alive.shape[0], dtype=torch.bool, device=boxes.device)
         # Box j's fate depends only on boxes before it, so each pass fixes at least one more
         # box; the first repeated state is the unique (sequential greedy) solution.
         while True:
-            hit = (within & kept[:, None]).any(dim=0)
-            nxt = alive & ~hit
+            nxt = ~(within & kept[:, None]).any(dim=0)
             if torch.equal(nxt, kept):
                 break
             kept = nxt
-        keep[start:end] = kept
-        if stop > end:
-            suppressed[end:stop] |= over[kept, end - start :].any(dim=0)
+        winners = alive[kept]
+        keep[winners] = True
+        stop = n if group_ends is None else group_ends[end - 1]
+        later = end + torch.nonzero(~suppressed[end:stop]).squeeze(1)
+        if later.numel():
+            hit = _overlaps(boxes, winners, later, threshold, groups).any(dim=0)
+            suppressed[later[hit]] = True
     return keep
 
 

@@ -1,9 +1,10 @@
 """RoIAlign in plain torch ops, following torchvision's sampling rules exactly.
 
 Every roi bin averages a grid of bilinear samples. The sample positions along y and x are
-computed separately (the grid is their product), then all 4 corner taps of all samples of a
-chunk of rois are gathered from a channels-last view of the features in one index_select and
-reduced with one batched matmul. The gradient comes from autograd (index_select -> index_add).
+computed separately (the grid is their product); each bin then is a weighted sum of the 4
+corner taps of its samples: a "bag" of rows of the channels-last feature map. One
+embedding_bag call reduces every bag of every roi, without materialising the gathered taps, and
+its autograd backward scatters the gradient into one feature-sized buffer.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .chunks import rows_per_chunk, window_groups
+from .groups import bags, window_groups
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -76,26 +77,27 @@ def roi_align(
     base = rois[:, 0].to(torch.int64) * (height * width)
     features = input.permute(0, 2, 3, 1).reshape(-1, channels)
 
-    parts, order = [], []
+    taps, weights, sizes, order = [], [], [], []
     for idx, gh, gw in window_groups(grid_h, grid_w):
         y_idx, y_w = _axis_taps(y1[idx], bin_h[idx], grid_h[idx], pooled_h, gh, height)
         x_idx, x_w = _axis_taps(x1[idx], bin_w[idx], grid_w[idx], pooled_w, gw, width)
-        # Broadcast to [n, ph, pw, gy, gx, corner_y, corner_x], then one bag of taps per bin.
-        bins, taps = idx.shape[0] * pooled_h * pooled_w, 4 * gh * gw
+        # Broadcast to [n, ph, pw, gy, gx, corner_y, corner_x]: one bag per bin.
         flat = (
             base[idx, None, None, None, None, None, None]
             + y_idx[:, :, None, :, None, :, None] * width
             + x_idx[:, None, :, None, :, None, :]
-        ).reshape(bins, taps)
+        )
         weight = y_w[:, :, None, :, None, :, None] * x_w[:, None, :, None, :, None, :]
-        weight = (weight / count[idx, None, None, None, None, None, None]).reshape(bins, 1, taps)
-        step = rows_per_chunk(taps * channels)
-        for start in range(0, max(flat.shape[0], 1), step):
-            rows = flat[start : start + step]
-            values = features.index_select(0, rows.reshape(-1)).view(*rows.shape, channels)
-            parts.append(torch.bmm(weight[start : start + step], values).squeeze(1))
+        weight = weight / count[idx, None, None, None, None, None, None]
+        taps.append(flat.reshape(-1))
+        weights.append(weight.reshape(-1))
+        bins = idx.shape[0] * pooled_h * pooled_w
+        sizes.append(torch.full((bins,), 4 * gh * gw, dtype=torch.int64, device=input.device))
         order.append(idx)
-    out = torch.cat(parts) if len(parts) > 1 else parts[0]
+    indices, offsets = bags(taps, sizes)
+    out = torch.nn.functional.embedding_bag(
+        indices, features, offsets, mode="sum", per_sample_weights=torch.cat(weights)
+    )
     out = out.view(-1, pooled_h, pooled_w, channels)
     if len(order) > 1:
         out = out[torch.argsort(torch.cat(order))]

@@ -1,9 +1,9 @@
 """RoIPool in plain torch ops, following torchvision's (Fast R-CNN's) quantised bins exactly.
 
-Every bin is padded to the largest bin of its roi group, all bin cells of a chunk are gathered
-from a channels-last view of the features at once, and the max is taken over them. torch.max
-returns the first maximum, which is the cell torchvision's row-major scan keeps, so the gradient
-(from autograd) lands on the same cell.
+Each bin's cells, in row-major order, form a "bag" of rows of the channels-last feature map;
+one embedding_bag call takes the max of every bag. It keeps the first maximum, the cell that
+torchvision's row-major scan keeps, so the gradient (from autograd) lands on the same cell, and
+an empty bag (a bin off the map) gives 0, as in torchvision.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .chunks import rows_per_chunk, window_groups
+from .groups import bags, window_groups
 from .roi_align import _pair
 
 
@@ -45,11 +45,11 @@ def roi_pool(
     base = rois[:, 0].to(torch.int64) * (height * width)
     features = input.permute(0, 2, 3, 1).reshape(-1, channels)
 
-    parts, order = [], []
+    cells, sizes, order = [], [], []
     for idx, bh, bw in window_groups(y_len.amax(1).clamp(min=1), x_len.amax(1).clamp(min=1)):
         rows = torch.arange(bh, device=input.device)
         cols = torch.arange(bw, device=input.device)
-        # Broadcast to [n, ph, pw, cell_y, cell_x]; padding cells are masked out below.
+        # Broadcast to [n, ph, pw, cell_y, cell_x]; cells past a bin's own size are dropped.
         in_bin = (rows[None, None, None, :, None] < y_len[idx, :, None, None, None]) & (
             cols[None, None, None, None, :] < x_len[idx, None, :, None, None]
         )
@@ -59,20 +59,11 @@ def roi_pool(
             + x_lo[idx, None, :, None, None]
             + cols[None, None, None, None, :]
         )
-        bins, cells = idx.shape[0] * pooled_h * pooled_w, bh * bw
-        flat = torch.where(in_bin, flat, 0).reshape(bins, cells)
-        in_bin = in_bin.reshape(bins, cells, 1)
-        step = rows_per_chunk(cells * channels)
-        for start in range(0, max(bins, 1), step):
-            chunk = flat[start : start + step]
-            values = features.index_select(0, chunk.reshape(-1)).view(*chunk.shape, channels)
-            inside = in_bin[start : start + step]
-            values = torch.where(inside, values, float("-inf"))
-            # An empty bin (roi outside the map) is 0, as in torchvision.
-            best = torch.where(inside.any(dim=1), values.max(dim=1).values, 0.0)
-            parts.append(best)
+        cells.append(flat[in_bin])
+        sizes.append(in_bin.flatten(3).sum(dim=3).reshape(-1))
         order.append(idx)
-    out = torch.cat(parts) if len(parts) > 1 else parts[0]
+    indices, offsets = bags(cells, sizes)
+    out = torch.nn.functional.embedding_bag(indices, features, offsets, mode="max")
     out = out.view(-1, pooled_h, pooled_w, channels)
     if len(order) > 1:
         out = out[torch.argsort(torch.cat(order))]
