@@ -199,9 +199,10 @@ def run(args: argparse.Namespace) -> int:
     adapter, index = resolve(args.device)
     device = adapter.torch_device(index)
     print(f"device: {device} ({adapter.card_name(index)}), torch {torch.__version__}")
-    problems = {op: dispatch.kernel_problem(op, device) for op in dispatch.OPS}
-    for op, problem in problems.items():
-        print(f"  {op}: kernel {'ok' if problem is None else 'unusable: ' + problem}")
+    usable = {}
+    for op in dispatch.OPS:
+        usable[op], why = dispatch.check_kernel(op, device)
+        print(f"  {op}: kernel {'ok' if usable[op] else 'unusable'} ({why})")
 
     def sync() -> None:
         adapter.synchronize(index)
@@ -210,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     for case in CASES:
         run_case = case.make(device)
         kernel_ms = None
-        if problems[case.op] is None:
+        if usable[case.op]:
             kernel = partial(run_case, getattr(dispatch.load_kernels(), case.name))
             kernel_ms = time_ms(kernel, sync, args.warmup, args.repeats)
         native_run = partial(run_case, getattr(native, case.name))

@@ -14,6 +14,7 @@ from rcnn.layers import (
     KernelUnavailableError,
     dispatch,
     kernels_used,
+    native,
     nms,
     preflight,
     preflight_reasons,
@@ -110,8 +111,19 @@ def test_a_kernel_that_disagrees_with_native_is_not_used(monkeypatch):
     simulate_kernels(monkeypatch, nms=wrong_nms, roi_pool=wrong_grad_roi_pool)
     reasons = preflight_reasons(CPU)
     assert reasons["nms"].startswith("native (kept [")
-    assert reasons["roi_pool"].startswith("native (gradient differs")
+    assert reasons["roi_pool"].startswith("native (gradient 0 differs from the native op by")
     assert reasons["roi_align"] == "kernel (preflight passed)"
+
+
+def test_kernel_is_used_unchecked_where_the_native_op_cannot_run(monkeypatch):
+    # Simulated: a device lacking an aten op the native roi_align needs.
+    def missing_aten_op(*args):
+        raise NotImplementedError("simulated: aten::_embedding_bag is not implemented")
+
+    monkeypatch.setattr(native, "roi_align", missing_aten_op)
+    reasons = preflight_reasons(CPU)
+    assert reasons["roi_align"].startswith("kernel (kernel ran; native op cannot run here")
+    assert reasons["nms"] == "kernel (preflight passed)"
 
 
 def test_preflight_runs_once_per_op_and_device(monkeypatch):

@@ -32,7 +32,7 @@ def test_ops_prints_kernel_native_and_ratio_per_case(monkeypatch, capsys):
     assert args.func is ops.run
     assert ops.run(args) == 0
     out = capsys.readouterr().out
-    assert "nms: kernel ok" in out
+    assert "nms: kernel ok (preflight passed)" in out
     rows = [line.split() for line in out.splitlines() if line.startswith(("nms ", "roi_pool "))]
     assert [r[0] for r in rows] == ["nms", "roi_pool"]
     for row in rows:

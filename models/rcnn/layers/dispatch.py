@@ -57,18 +57,26 @@ def mode() -> str:
     return value
 
 
-def kernel_problem(op: str, device: torch.device) -> str | None:
-    """Why the op's kernel cannot be used on `device`, or None when it can."""
+def check_kernel(op: str, device: torch.device) -> tuple[bool, str]:
+    """(usable, why): whether the op's kernel runs on `device` and agrees with the native op."""
     try:
         kernels = load_kernels()
     except Exception as err:  # a broken torchvision install raises anything, not only ImportError
-        return f"torchvision.ops failed to import ({type(err).__name__}: {err})"
-    try:
-        # The first op may run under no_grad, inference_mode or autocast; the check needs none.
-        with torch.inference_mode(False), torch.enable_grad(), autocast_off(device):
-            return CASES[op](getattr(kernels, op), getattr(native, op), device)
-    except Exception as err:
-        return f"the kernel failed on a tiny input ({type(err).__name__}: {err})"
+        return False, f"torchvision.ops failed to import ({type(err).__name__}: {err})"
+    case = CASES[op]
+    # The first op may run under no_grad, inference_mode or autocast; the check needs none.
+    with torch.inference_mode(False), torch.enable_grad(), autocast_off(device):
+        try:
+            got = case.run(getattr(kernels, op), device)
+        except Exception as err:
+            return False, f"the kernel failed on a tiny input ({type(err).__name__}: {err})"
+        try:
+            want = case.run(getattr(native, op), device)
+        except Exception as err:
+            # Nothing to check against; the kernel is the only way to run the op here.
+            return True, f"kernel ran; native op cannot run here ({type(err).__name__}: {err})"
+    problem = case.compare(got, want)
+    return (False, problem) if problem else (True, "preflight passed")
 
 
 def choose(op: str, device: torch.device) -> Choice:
@@ -80,13 +88,13 @@ def choose(op: str, device: torch.device) -> Choice:
     if forced == "native":
         choice = Choice("native", f"{ENV}=native")
     else:
-        problem = kernel_problem(op, device)
-        if problem is not None and forced == "kernel":
+        usable, why = check_kernel(op, device)
+        if not usable and forced == "kernel":
             raise KernelUnavailableError(
-                f"{ENV}=kernel, but {op} has no working kernel on {device}: {problem}. "
+                f"{ENV}=kernel, but {op} has no working kernel on {device}: {why}. "
                 f"Unset {ENV} (or set {ENV}=native) to run the native op"
             )
-        choice = Choice("native", problem) if problem else Choice("kernel", "preflight passed")
+        choice = Choice("kernel" if usable else "native", why)
     _choices[key] = choice
     return choice
 

@@ -1,4 +1,8 @@
-"""Detection ops in plain torch tensor ops: they run on any device torch runs on."""
+"""Detection ops in plain torch tensor ops, for devices without a working kernel.
+
+They use only core ATen ops (sort, index, elementwise, embedding_bag). Where a device lacks one
+of those (MPS has no embedding_bag yet), the dispatch preflight keeps the device's kernel.
+"""
 
 from .nms import batched_nms, nms
 from .roi_align import roi_align
