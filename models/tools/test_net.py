@@ -13,9 +13,7 @@ from rcnn.engine.cli import main_test
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="rcnn-bench evaluation")
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument(
-        "--ckpt", default=None, help="checkpoint (default: MODEL.WEIGHT)"
-    )
+    parser.add_argument("--ckpt", default=None, help="checkpoint (default: MODEL.WEIGHT)")
     parser.add_argument(
         "--local_rank", "--local-rank", type=int, default=0, help="legacy; torchrun sets it"
     )

@@ -19,8 +19,6 @@ if __name__ == "__main__":
         "--local_rank", "--local-rank", type=int, default=0, help="legacy; torchrun sets it"
     )
     parser.add_argument("--skip-test", action="store_true", help="do not evaluate after training")
-    parser.add_argument(
-        "--no-resume", action="store_true", help="ignore the last checkpoint"
-    )
+    parser.add_argument("--no-resume", action="store_true", help="ignore the last checkpoint")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
     sys.exit(main_train(parser.parse_args()))

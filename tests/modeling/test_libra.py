@@ -152,7 +152,7 @@ def test_engine_trains_three_iterations_and_evaluates(synthetic_set, tmp_path):
     for step in steps:
         assert set(step.losses) >= LOSS_NAMES
         assert all(math.isfinite(v) for v in step.losses.values()), step.losses
-    scores = run.test(session, trainer.model)
+    scores = run.evaluate(session, trainer.model)
     assert set(scores) == {"bbox"}
     assert all(math.isfinite(v) for v in scores["bbox"].values())
     assert -1.0 <= scores["bbox"]["ap"] <= 1.0  # COCO's -1 means nothing was detected

@@ -15,7 +15,7 @@ from rcnn.device import DeviceError
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 
-from .run import build_model, start_session, test, train
+from .run import build_model, evaluate, start_session, train
 from .trainer import NonFiniteLossError
 
 USER_ERRORS = (ConfigError, DatasetCatalogError, DataError, DeviceError, CheckpointError)
@@ -54,7 +54,7 @@ def main_train(args: argparse.Namespace) -> int:
         cfg, session, log = _setup(args)
         trainer, _ = train(session, resume=not args.no_resume)
         if not args.skip_test and cfg.DATASETS.TEST:
-            scores = test(session, trainer.model)
+            scores = evaluate(session, trainer.model)
             if scores is not None:
                 log.info("final: %s", json.dumps(scores))
         return 0
@@ -71,9 +71,68 @@ def main_test(args: argparse.Namespace) -> int:
             load_checkpoint(ckpt, model)
         else:
             logging.getLogger("rcnn").warning("no --ckpt and no MODEL.WEIGHT: random weights")
-        scores = test(session, model)
+        scores = evaluate(session, model)
         if scores is not None:
             log.info("final: %s", json.dumps(scores))
+        return 0
+
+    return _guard(body)
+
+
+def _default_class_names(cfg) -> list[str] | None:
+    """Category names of the config's test set when its annotation file is at hand."""
+    from rcnn.config import DatasetCatalog
+
+    from .predict import read_class_names
+
+    for name in cfg.DATASETS.TEST:
+        try:
+            args = DatasetCatalog.get(name)["args"]
+        except DatasetCatalogError:
+            continue
+        source = args.get("ann_file") or args.get("classes_file")
+        if source and Path(source).is_file():
+            return read_class_names(source)
+    return None
+
+
+def main_predict(args: argparse.Namespace) -> int:
+    from .predict import draw_predictions, list_images, predict_images, read_class_names
+
+    def body() -> int:
+        cfg = load_config(args.config_file, args.opts)
+        session = start_session(cfg)
+        setup_logger("rcnn", None, comm.get_rank())
+        paths = list_images(args.input)
+        model = build_model(session)
+        if args.ckpt:
+            load_checkpoint(args.ckpt, model)
+        names = read_class_names(args.classes) if args.classes else _default_class_names(cfg)
+        preds = predict_images(
+            model,
+            cfg,
+            paths,
+            session.adapter,
+            session.index,
+            session.precision,
+            names,
+            args.score_threshold,
+        )
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(preds, indent=1))
+        if args.draw:
+            for pred in preds:
+                draw_predictions(
+                    pred["path"],
+                    pred,
+                    Path(args.draw) / (Path(pred["path"]).stem + ".png"),
+                    args.draw_threshold,
+                )
+        print(
+            f"{len(preds)} image(s), {sum(len(p['detections']) for p in preds)} detections "
+            f"-> {out}" + (f"; drawings in {args.draw}" if args.draw else "")
+        )
         return 0
 
     return _guard(body)

@@ -14,6 +14,8 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from rcnn.structures.bounding_box import BoxList
 
@@ -68,7 +70,8 @@ def masks_to_coco(predictions: dict[int, BoxList], dataset) -> list[dict]:
     for idx, pred in predictions.items():
         if len(pred) == 0 or not pred.has_field("mask"):
             continue
-        masks = pred.get_field("mask").cpu().numpy()
+        info = dataset.get_img_info(idx)
+        masks = _at_size(pred.get_field("mask"), info["height"], info["width"]).numpy()
         scores = pred.get_field("scores").float().cpu().numpy()
         labels = pred.get_field("labels").cpu().numpy()
         image_id = dataset.id_to_img_map[idx]
@@ -85,6 +88,16 @@ def masks_to_coco(predictions: dict[int, BoxList], dataset) -> list[dict]:
                 }
             )
     return results
+
+
+def _at_size(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Full-image masks pasted at the network's input size, brought to the original size."""
+    if masks.shape[-2:] == (height, width):
+        return masks.cpu().to(torch.uint8)
+    resized = F.interpolate(
+        masks.cpu().float(), size=(height, width), mode="bilinear", align_corners=False
+    )
+    return (resized >= 0.5).to(torch.uint8)
 
 
 def evaluate_coco(coco_gt, results: list[dict], iou_type: str) -> tuple[dict[str, float], str]:

@@ -121,7 +121,7 @@ class EvalHook:
     def __call__(self, trainer: Trainer, step: StepResult) -> bool:
         if not self.period or step.iteration % self.period:
             return False
-        scores = test(self.session, trainer.model)
+        scores = evaluate(self.session, trainer.model)
         ap = scores.get("bbox", {}).get("ap", 0.0) if scores else 0.0
         self.history.append((step.iteration, ap))
         reached = comm.all_gather_objects(bool(self.target_ap and ap >= self.target_ap))[0]
@@ -197,7 +197,7 @@ def iou_types(cfg) -> tuple[str, ...]:
     return ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
 
 
-def test(session: Session, model: torch.nn.Module) -> dict[str, dict[str, float]] | None:
+def evaluate(session: Session, model: torch.nn.Module) -> dict[str, dict[str, float]] | None:
     """Evaluate on the first of DATASETS.TEST; {iou_type: stats} on rank 0."""
     cfg = session.cfg
     loaders = make_data_loader(cfg, is_train=False, is_distributed=session.distributed)

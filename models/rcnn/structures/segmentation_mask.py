@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from pycocotools import mask as mask_utils
-from torchvision.ops import roi_align
 
+from rcnn.layers import roi_align
 from rcnn.structures.bounding_box import FLIP_LEFT_RIGHT, FLIP_TOP_BOTTOM, TO_REMOVE
 
 Polygons = Sequence[Sequence[float]]  # the polygons of one instance, COCO style
