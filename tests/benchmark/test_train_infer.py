@@ -6,6 +6,7 @@ Tiny on purpose: the quick R-18 config at 64x96 on a 4-image synthetic set, 1-2 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmark.__main__ import main
 from benchmark.record import read_records, validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,14 +104,25 @@ def test_unsupported_precision_fails_with_one_message_and_a_record(tmp_path):
     assert r["error"].startswith("DeviceError: precision 'fp16' is not supported")
 
 
-def test_unknown_model_and_bad_data_are_user_errors(tmp_path):
+@pytest.fixture
+def rcnn_logger():
+    """The verb sets up the `rcnn` logger of its process; give this test process's back."""
+    logger = logging.getLogger("rcnn")
+    saved = (list(logger.handlers), logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate, logger.level = saved
+
+
+def test_unknown_model_and_bad_data_are_user_errors(tmp_path, capsys, rcnn_logger):
     results = tmp_path / "results"
-    done = bench("infer", "--model", "no_such_config", "--device", "cpu", results=results)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "no such config" in done.stderr and MODEL in done.stderr
-    done = bench("infer", *TINY[:-2], "--data", f"coco:{tmp_path}/nowhere", results=results)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "nowhere/val2017 not found; expected the COCO 2017 layout" in done.stderr
+    assert main(["infer", "--model", "no_such_config", "--device", "cpu",
+                 "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "no such config" in err and MODEL in err and "Traceback" not in err
+    assert main(["infer", *TINY[:-2], "--data", f"coco:{tmp_path}/nowhere",
+                 "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere/val2017 not found; expected the COCO 2017 layout" in err
     records, _ = read_records([results])
     assert [r["status"] for r in records] == ["failed", "failed"]
 
