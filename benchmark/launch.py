@@ -41,8 +41,14 @@ from rcnn.device import DeviceError, resolve
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 
-USER_ERRORS = (UsageError, ConfigError, DatasetCatalogError, DataError, DeviceError,
-               CheckpointError)
+USER_ERRORS = (
+    UsageError,
+    ConfigError,
+    DatasetCatalogError,
+    DataError,
+    DeviceError,
+    CheckpointError,
+)
 EXIT = {"failed": 1, "user": 2, "nan": 3, "oom": 4}
 
 logger = logging.getLogger("rcnn.bench")
@@ -52,7 +58,12 @@ Measure = Callable[[Workload, argparse.Namespace], "dict | None"]
 
 
 def torchrun_command(
-    verb: str, argv: list[str], cards: int, nodes: int, node_rank: int, master_addr: str,
+    verb: str,
+    argv: list[str],
+    cards: int,
+    nodes: int,
+    node_rank: int,
+    master_addr: str,
     master_port: int,
 ) -> list[str]:
     """The torchrun command line that starts `cards` workers of `verb` on this node."""
@@ -60,8 +71,16 @@ def torchrun_command(
     if nodes == 1:
         cmd.append("--standalone")  # a free local port: concurrent runs never collide
     else:
-        cmd += ["--nnodes", str(nodes), "--node-rank", str(node_rank),
-                "--master-addr", master_addr, "--master-port", str(master_port)]
+        cmd += [
+            "--nnodes",
+            str(nodes),
+            "--node-rank",
+            str(node_rank),
+            "--master-addr",
+            master_addr,
+            "--master-port",
+            str(master_port),
+        ]
     return [*cmd, "-m", "benchmark", verb, *argv, "--worker"]
 
 
@@ -86,8 +105,9 @@ class _LogCapture:
     def __init__(self) -> None:
         self.buffer = io.StringIO()
         self.handler = logging.StreamHandler(self.buffer)
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: "
-                                                    "%(message)s"))
+        self.handler.setFormatter(
+            logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s")
+        )
 
     def start(self) -> None:
         setup_logger("rcnn", None, _rank())
@@ -104,9 +124,14 @@ def _exit_code(status: str, exc: BaseException) -> int:
     return EXIT.get(status, EXIT["failed"])
 
 
-def execute(verb: str, args: argparse.Namespace, measure: Measure,
-            options: Iterable[str] = (), extra: Iterable[str] = (),
-            check: Callable[[argparse.Namespace], None] | None = None) -> int:
+def execute(
+    verb: str,
+    args: argparse.Namespace,
+    measure: Measure,
+    options: Iterable[str] = (),
+    extra: Iterable[str] = (),
+    check: Callable[[argparse.Namespace], None] | None = None,
+) -> int:
     """The lifecycle of one measured run; see the module docstring. Returns the exit code.
 
     `options`: the verb's own option names (carried to workers); `extra`: its config overrides;
@@ -140,8 +165,10 @@ def execute(verb: str, args: argparse.Namespace, measure: Measure,
         world = cards * args.nodes
         fields.update(cards=world, global_batch=args.batch * world)
         if world > 1 and ":" in args.device:
-            raise UsageError(f"--device {args.device}: a multi-card run picks its cards by "
-                             f"rank; name the device without an index, e.g. {adapter.name}")
+            raise UsageError(
+                f"--device {args.device}: a multi-card run picks its cards by "
+                f"rank; name the device without an index, e.g. {adapter.name}"
+            )
         workload = build_workload(verb, args, cards, run_dir, extra)
         fields.update(workload.record_fields())
         if world > 1 and not args.worker:
@@ -171,18 +198,33 @@ def execute(verb: str, args: argparse.Namespace, measure: Measure,
     return 0
 
 
-def _launch(verb: str, args: argparse.Namespace, options: tuple[str, ...],
-            visible_devices_env: str | None, fields: dict) -> int:
-    cmd = torchrun_command(verb, to_argv(args, options), args.cards, args.nodes,
-                           args.node_rank, args.master_addr, args.master_port)
+def _launch(
+    verb: str,
+    args: argparse.Namespace,
+    options: tuple[str, ...],
+    visible_devices_env: str | None,
+    fields: dict,
+) -> int:
+    cmd = torchrun_command(
+        verb,
+        to_argv(args, options),
+        args.cards,
+        args.nodes,
+        args.node_rank,
+        args.master_addr,
+        args.master_port,
+    )
     logger.info("launching %d worker(s): %s", args.cards, " ".join(cmd))
-    code = subprocess.run(cmd, env=worker_env(args.cards, visible_devices_env),
-                          check=False).returncode
+    code = subprocess.run(
+        cmd, env=worker_env(args.cards, visible_devices_env), check=False
+    ).returncode
     written = Path(args.results) / "runs" / args.run_id / "record.json"
     if args.node_rank == 0 and not written.is_file():
         # the workers died before rank 0 could record: the parent says so
-        exc = RuntimeError(f"torchrun exited with code {code} before rank 0 wrote the record; "
-                           "see the workers' output above")
+        exc = RuntimeError(
+            f"torchrun exited with code {code} before rank 0 wrote the record; "
+            "see the workers' output above"
+        )
         write_run(args.results, failed_record(exc, **fields))
         print(f"error: {exc}", file=sys.stderr)
         return code or EXIT["failed"]

@@ -23,7 +23,7 @@ import itertools
 import os
 import shlex
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -81,45 +81,90 @@ def _cards(text: str) -> int | str:
 def add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     """The options of one measured run (train or infer), then trailing KEY VALUE overrides."""
     d = DEFAULTS[mode]
-    parser.add_argument("--model", required=True, help="config NAME (models/configs[/quick]/"
-                        "NAME.yaml) or a .yaml path")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="config NAME (models/configs[/quick]/NAME.yaml) or a .yaml path",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mlu, npu, ...")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    parser.add_argument("--cards", type=_cards, default=1,
-                        help="cards (processes) per node, or 'all' visible; >1 runs torchrun. "
-                        "On CPU a card is a process, at most one per core")
+    parser.add_argument(
+        "--cards",
+        type=_cards,
+        default=1,
+        help="cards (processes) per node, or 'all' visible; >1 runs torchrun. "
+        "On CPU a card is a process, at most one per core",
+    )
     parser.add_argument("--nodes", type=int, default=1, help="nodes of a multi-node run")
     parser.add_argument("--node-rank", type=int, default=0)
     parser.add_argument("--master-addr", default="127.0.0.1")
     parser.add_argument("--master-port", type=int, default=29500)
-    parser.add_argument("--batch", type=int, default=d["batch"],
-                        help=f"images per card per step (default {d['batch']}); "
-                        "the global batch is batch x cards")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=d["batch"],
+        help=f"images per card per step (default {d['batch']}); the global batch is batch x cards",
+    )
     parser.add_argument("--size", type=_size, help="image MINxMAX size, overriding INPUT.*")
-    parser.add_argument("--data", default="synthetic",
-                        help="synthetic[:N] | coco[:DIR] | txt:LIST[:CLASSES] | config")
-    parser.add_argument("--iters", type=int, default=d["iters"],
-                        help="measured iterations per repeat" + (
-                            " (default: one pass over the test set)" if mode == "infer" else ""))
-    parser.add_argument("--warmup", type=int, default=d["warmup"],
-                        help="iterations run before measuring (not in the statistics)")
+    parser.add_argument(
+        "--data",
+        default="synthetic",
+        help="synthetic[:N] | coco[:DIR] | txt:LIST[:CLASSES] | config",
+    )
+    parser.add_argument(
+        "--iters",
+        type=int,
+        default=d["iters"],
+        help="measured iterations per repeat"
+        + (" (default: one pass over the test set)" if mode == "infer" else ""),
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=d["warmup"],
+        help="iterations run before measuring (not in the statistics)",
+    )
     parser.add_argument("--repeats", type=int, default=1, help="measured windows (median, spread)")
     parser.add_argument("--ckpt", help="weights to load (a checkpoint file or catalog name)")
-    parser.add_argument("--results", default=os.environ.get("RESULTS_DIR") or "results",
-                        help="results folder (default $RESULTS_DIR or results)")
+    parser.add_argument(
+        "--results",
+        default=os.environ.get("RESULTS_DIR") or "results",
+        help="results folder (default $RESULTS_DIR or results)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--run-id", help=argparse.SUPPRESS)
-    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                        help="config overrides, e.g. MODEL.RPN.POST_NMS_TOP_N_TEST 500")
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help="config overrides, e.g. MODEL.RPN.POST_NMS_TOP_N_TEST 500",
+    )
 
 
 def to_argv(args: argparse.Namespace, options: Iterable[str] = ()) -> list[str]:
     """The arguments that rebuild `args` (every option explicit, overrides last).
 
     `options` names verb-specific options (dest names) to carry beside the shared ones."""
-    shared = ["model", "device", "precision", "cards", "nodes", "node_rank", "master_addr",
-              "master_port", "batch", "size", "data", "iters", "warmup", "repeats", "ckpt",
-              "results", *options, "run_id"]
+    shared = [
+        "model",
+        "device",
+        "precision",
+        "cards",
+        "nodes",
+        "node_rank",
+        "master_addr",
+        "master_port",
+        "batch",
+        "size",
+        "data",
+        "iters",
+        "warmup",
+        "repeats",
+        "ckpt",
+        "results",
+        *options,
+        "run_id",
+    ]
     argv = []
     for dest in shared:
         value = getattr(args, dest, None)
@@ -178,8 +223,16 @@ def _size_overrides(size: tuple[int, int] | None) -> list[str]:
     if size is None:
         return []
     lo, hi = size
-    return ["INPUT.MIN_SIZE_TRAIN", f"({lo},)", "INPUT.MAX_SIZE_TRAIN", str(hi),
-            "INPUT.MIN_SIZE_TEST", str(lo), "INPUT.MAX_SIZE_TEST", str(hi)]
+    return [
+        "INPUT.MIN_SIZE_TRAIN",
+        f"({lo},)",
+        "INPUT.MAX_SIZE_TRAIN",
+        str(hi),
+        "INPUT.MIN_SIZE_TEST",
+        str(lo),
+        "INPUT.MAX_SIZE_TEST",
+        str(hi),
+    ]
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -200,8 +253,7 @@ def synthetic_split(cache: Path, split: str, spec: SyntheticSpec) -> tuple[Path,
     Generated beside its final place and renamed into it, so concurrent runs (the ranks of one
     run, or a sweep's cells) never see half a set; the loser of a race drops its copy."""
     count = spec.train_images if split == "train" else spec.val_images
-    key = (f"{split}-{spec.width}x{spec.height}-n{count}-seed{spec.seed}"
-           f"-{spec.num_classes}cls")
+    key = f"{split}-{spec.width}x{spec.height}-n{count}-seed{spec.seed}-{spec.num_classes}cls"
     root = cache / "synthetic" / key
     if not ann_file(root, split).is_file():
         tmp = root.with_name(f".{key}.{os.getpid()}.tmp")
@@ -229,13 +281,16 @@ class DataSetup:
 def _register_coco(name: str, images: Path, annotations: Path, what: str) -> None:
     for path in (images, annotations):
         if not path.exists():
-            raise UsageError(f"{what}: {path} not found; expected the COCO 2017 layout "
-                             "train2017/, val2017/, annotations/instances_{train,val}2017.json")
+            raise UsageError(
+                f"{what}: {path} not found; expected the COCO 2017 layout "
+                "train2017/, val2017/, annotations/instances_{train,val}2017.json"
+            )
     DatasetCatalog.register(name, str(images), str(annotations), replace=True)
 
 
-def prepare_data(spec: str, mode: str, cfg: CfgNode, results: Path, images_needed: int
-                 ) -> DataSetup:
+def prepare_data(
+    spec: str, mode: str, cfg: CfgNode, results: Path, images_needed: int
+) -> DataSetup:
     """Make (synthetic) or find the data of `spec`, register it, say how the config uses it."""
     kind, _, rest = spec.partition(":")
     split = "train" if mode == "train" else "val"
@@ -250,9 +305,14 @@ def prepare_data(spec: str, mode: str, cfg: CfgNode, results: Path, images_neede
         lo, hi = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
         width = min(hi, round(lo * 4 / 3))  # COCO's usual 4:3 landscape at the test size
         classes = min(SYNTHETIC_CLASSES, len(SHAPE_NAMES), cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES - 1)
-        synth = SyntheticSpec(train_images=count if split == "train" else 0,
-                              val_images=count if split == "val" else 0,
-                              width=width, height=lo, seed=SYNTHETIC_SEED, num_classes=classes)
+        synth = SyntheticSpec(
+            train_images=count if split == "train" else 0,
+            val_images=count if split == "val" else 0,
+            width=width,
+            height=lo,
+            seed=SYNTHETIC_SEED,
+            num_classes=classes,
+        )
         images, annotations = synthetic_split(results / "cache", split, synth)
         name = f"bench_{annotations.parent.parent.name}"
         DatasetCatalog.register(name, str(images), str(annotations), replace=True)
@@ -272,11 +332,13 @@ def prepare_data(spec: str, mode: str, cfg: CfgNode, results: Path, images_neede
             if not path.is_file():
                 raise UsageError(f"--data {spec}: {path} not found")
         name = f"bench_txt_{list_path.stem}"
-        DatasetCatalog.register_txt_list(name, str(list_path), str(list_path.parent),
-                                         str(classes_path), replace=True)
+        DatasetCatalog.register_txt_list(
+            name, str(list_path), str(list_path.parent), str(classes_path), replace=True
+        )
         return DataSetup([key, f"('{name}',)"], f"txt:{list_path.name}", _fingerprint(list_path))
-    raise UsageError(f"--data {spec}: expected synthetic[:N], coco[:DIR], txt:LIST[:CLASSES] "
-                     "or config")
+    raise UsageError(
+        f"--data {spec}: expected synthetic[:N], coco[:DIR], txt:LIST[:CLASSES] or config"
+    )
 
 
 # -- the workload ----------------------------------------------------------------------------
@@ -295,8 +357,7 @@ def cards_per_node(args: argparse.Namespace, adapter: DeviceAdapter) -> int:
     limit = max_cards(adapter)
     if args.cards > limit:
         unit = "visible cards" if adapter.is_accelerator else "cores (one process per core)"
-        raise UsageError(f"--cards {args.cards}: this machine has {limit} {adapter.name} "
-                         f"{unit}")
+        raise UsageError(f"--cards {args.cards}: this machine has {limit} {adapter.name} {unit}")
     return args.cards
 
 
@@ -347,9 +408,20 @@ def build_workload(
     path = config_path(args.model)
     world = cards * args.nodes
     batch = args.batch * world  # the config's batch keys are global; weak scaling keeps per-card
-    ours = ["MODEL.DEVICE", args.device, "MODEL.PRECISION", args.precision,
-            "SOLVER.IMS_PER_BATCH", str(batch), "TEST.IMS_PER_BATCH", str(batch),
-            "OUTPUT_DIR", str(run_dir), *_size_overrides(args.size), *extra]
+    ours = [
+        "MODEL.DEVICE",
+        args.device,
+        "MODEL.PRECISION",
+        args.precision,
+        "SOLVER.IMS_PER_BATCH",
+        str(batch),
+        "TEST.IMS_PER_BATCH",
+        str(batch),
+        "OUTPUT_DIR",
+        str(run_dir),
+        *_size_overrides(args.size),
+        *extra,
+    ]
     planned = planned_iterations(args)
     if mode == "train":
         ours += ["SOLVER.MAX_ITER", str(planned)]
@@ -371,10 +443,18 @@ class RepeatedTimers:
     """Repeats of one measurement over one stream of batches: repeat 0 warms up first, each
     repeat is its own window. Use `iterate` for the batches and `step_end` after each one."""
 
-    def __init__(self, synchronize, warmup: int, iters: int | None, repeats: int, clock=None):
+    def __init__(
+        self,
+        synchronize: Callable[[], None],
+        warmup: int,
+        iters: int | None,
+        repeats: int,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         extra = {"clock": clock} if clock is not None else {}
-        self.timers = [IterationTimer(synchronize, warmup if r == 0 else 0, **extra)
-                       for r in range(repeats)]
+        self.timers = [
+            IterationTimer(synchronize, warmup if r == 0 else 0, **extra) for r in range(repeats)
+        ]
         self.iters = iters
         self.warmup = warmup
         self._current = 0

@@ -86,8 +86,9 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     if args.warmup == 0:
         adapter.reset_peak_memory(index)
     stream = itertools.islice(passes(loader), args.warmup + iters * args.repeats)
-    local = compute_on_dataset(model, timers.iterate(stream), adapter, index,
-                               session.precision, on_batch=batch_end)
+    local = compute_on_dataset(
+        model, timers.iterate(stream), adapter, index, session.precision, on_batch=batch_end
+    )
     windows = [reduce_across_ranks(w) for w in timers.windows()]
     peaks = comm.all_gather_objects(adapter.peak_memory_mb(index))
     predictions = gather_predictions(local)
@@ -98,8 +99,12 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     if len(predictions) == len(dataset):
         scores = evaluate_predictions(predictions, dataset, iou_types(cfg))
     else:
-        logger.warning("predicted %d of %d test images: no accuracy recorded (drop --iters "
-                       "to run one whole pass)", len(predictions), len(dataset))
+        logger.warning(
+            "predicted %d of %d test images: no accuracy recorded (drop --iters "
+            "to run one whole pass)",
+            len(predictions),
+            len(dataset),
+        )
     fields = summarize(windows, latency=True)
     fields.update(
         dataset=workload.data.record(len(dataset)),

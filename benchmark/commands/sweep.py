@@ -53,22 +53,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="config NAME or .yaml path")
     p.add_argument("--mode", choices=sorted(MODES), default="both")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precisions", type=_precisions, default=list(PRECISIONS),
-                   help="comma list (default: all; unsupported ones are recorded as skipped)")
+    p.add_argument(
+        "--precisions",
+        type=_precisions,
+        default=list(PRECISIONS),
+        help="comma list (default: all; unsupported ones are recorded as skipped)",
+    )
     p.add_argument("--cards", type=_ints, default=[1, 2, 4, 8], help="comma list of card counts")
-    p.add_argument("--batches", type=_ints, default=[1, 2, 4],
-                   help="inference batch sizes per card (comma list)")
+    p.add_argument(
+        "--batches",
+        type=_ints,
+        default=[1, 2, 4],
+        help="inference batch sizes per card (comma list)",
+    )
     p.add_argument("--train-batch", type=int, default=2, help="training batch per card")
     p.add_argument("--size", help="image MINxMAX size")
     p.add_argument("--data", default="synthetic")
-    p.add_argument("--iters", type=int, help="measured iterations per cell (train default 20; "
-                   "infer default one test pass)")
+    p.add_argument(
+        "--iters",
+        type=int,
+        help="measured iterations per cell (train default 20; infer default one test pass)",
+    )
     p.add_argument("--warmup", type=int)
     p.add_argument("--repeats", type=int)
     p.add_argument("--ckpt", help="weights for every cell")
     p.add_argument("--results", default=os.environ.get("RESULTS_DIR") or "results")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
-                   help="config overrides for every cell")
+    p.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        metavar="KEY VALUE",
+        help="config overrides for every cell",
+    )
     p.set_defaults(func=run)
 
 
@@ -81,8 +96,17 @@ class Cell:
     run_id: str
 
     def argv(self, args: argparse.Namespace) -> list[str]:
-        argv = [self.mode, "--model", args.model, "--precision", self.precision,
-                "--cards", str(self.cards), "--batch", str(self.batch)]
+        argv = [
+            self.mode,
+            "--model",
+            args.model,
+            "--precision",
+            self.precision,
+            "--cards",
+            str(self.cards),
+            "--batch",
+            str(self.batch),
+        ]
         for name in PASSED_ON:
             value = getattr(args, name)
             if value is not None:
@@ -97,8 +121,7 @@ class Cell:
 
 def cells(args: argparse.Namespace) -> list[Cell]:
     out = []
-    for mode, precision, cards in itertools.product(MODES[args.mode], args.precisions,
-                                                    args.cards):
+    for mode, precision, cards in itertools.product(MODES[args.mode], args.precisions, args.cards):
         for batch in args.batches if mode == "infer" else [args.train_batch]:
             out.append(Cell(mode, precision, cards, batch, new_run_id()))
     return out
@@ -141,9 +164,17 @@ def run(args: argparse.Namespace) -> int:
             statuses.append((cell, "ok" if code == 0 else f"exit {code}"))
             continue
         record = new_record(
-            adapter=adapter, run_id=cell.run_id, status="skipped", error=reason,
-            mode=cell.mode, model=model, device_type=device_type, precision=cell.precision,
-            cards=cell.cards, batch_per_card=cell.batch, global_batch=cell.batch * cell.cards,
+            adapter=adapter,
+            run_id=cell.run_id,
+            status="skipped",
+            error=reason,
+            mode=cell.mode,
+            model=model,
+            device_type=device_type,
+            precision=cell.precision,
+            cards=cell.cards,
+            batch_per_card=cell.batch,
+            global_batch=cell.batch * cell.cards,
             command=cell.command(args),
         )
         write_run(args.results, record)

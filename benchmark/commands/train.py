@@ -30,8 +30,11 @@ OPTIONS = ("target_ap", "eval_period", "save_ckpt")
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="measure training of a model config (one record)")
-    p.add_argument("--target-ap", type=float,
-                   help="stop once bbox AP reaches this (0..1); records time_to_accuracy_s")
+    p.add_argument(
+        "--target-ap",
+        type=float,
+        help="stop once bbox AP reaches this (0..1); records time_to_accuracy_s",
+    )
     p.add_argument("--eval-period", type=int, help="evaluate every N iterations (--target-ap)")
     p.add_argument("--save-ckpt", metavar="PATH", help="save the trained weights to PATH")
     add_run_arguments(p, "train")
@@ -41,8 +44,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     extra: list[str] = []
     if args.target_ap is not None:
-        extra = ["SOLVER.TARGET_BBOX_AP", str(args.target_ap),
-                 "SOLVER.TEST_PERIOD", str(args.eval_period or 0)]
+        extra = [
+            "SOLVER.TARGET_BBOX_AP",
+            str(args.target_ap),
+            "SOLVER.TEST_PERIOD",
+            str(args.eval_period or 0),
+        ]
     return execute("train", args, measure, OPTIONS, extra, check=_check)
 
 
@@ -78,8 +85,9 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     adapter, index = session.adapter, session.index
     training = build_training(session, resume=False, checkpoints=False)
     clock = PausableClock()
-    timers = RepeatedTimers(lambda: adapter.synchronize(index), args.warmup, args.iters,
-                            args.repeats, clock=clock)
+    timers = RepeatedTimers(
+        lambda: adapter.synchronize(index), args.warmup, args.iters, args.repeats, clock=clock
+    )
     last_loss: list[float] = []
 
     def time_step(trainer: Trainer, step: StepResult) -> bool:
@@ -100,8 +108,12 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     windows = [reduce_across_ranks(w) for w in timers.windows()]
     peaks = comm.all_gather_objects(adapter.peak_memory_mb(index))
     if args.save_ckpt and comm.is_main_process():
-        path = save_checkpoint(args.save_ckpt, training.trainer.model,
-                               iteration=training.trainer.iteration, config=workload.cfg)
+        path = save_checkpoint(
+            args.save_ckpt,
+            training.trainer.model,
+            iteration=training.trainer.iteration,
+            config=workload.cfg,
+        )
         logger.info("saved the trained weights to %s", path)
     if not comm.is_main_process():
         return None

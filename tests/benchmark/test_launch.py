@@ -18,16 +18,34 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_single_node_uses_a_standalone_rendezvous():
     cmd = torchrun_command("train", ["--model", "m"], 4, 1, 0, "10.0.0.1", 29500)
     assert cmd == [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "4", "--standalone",
-        "-m", "benchmark", "train", "--model", "m", "--worker",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "4",
+        "--standalone",
+        "-m",
+        "benchmark",
+        "train",
+        "--model",
+        "m",
+        "--worker",
     ]
 
 
 def test_multi_node_names_the_master():
     cmd = torchrun_command("infer", [], 8, 2, 1, "10.0.0.1", 29600)
     assert cmd[3:13] == [
-        "--nproc-per-node", "8", "--nnodes", "2", "--node-rank", "1",
-        "--master-addr", "10.0.0.1", "--master-port", "29600",
+        "--nproc-per-node",
+        "8",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "1",
+        "--master-addr",
+        "10.0.0.1",
+        "--master-port",
+        "29600",
     ]
     assert cmd[-4:] == ["-m", "benchmark", "infer", "--worker"]
 
@@ -44,9 +62,25 @@ def test_worker_env_passes_visible_devices_and_splits_threads(monkeypatch):
 
 
 def test_worker_arguments_rebuild_the_same_run():
-    args = parse("train", "--model", "m", "--cards", "2", "--size", "64x96", "--iters", "3",
-                 "--target-ap", "0.3", "--eval-period", "10", "--run-id", "R",
-                 "SOLVER.BASE_LR", "0.02")
+    args = parse(
+        "train",
+        "--model",
+        "m",
+        "--cards",
+        "2",
+        "--size",
+        "64x96",
+        "--iters",
+        "3",
+        "--target-ap",
+        "0.3",
+        "--eval-period",
+        "10",
+        "--run-id",
+        "R",
+        "SOLVER.BASE_LR",
+        "0.02",
+    )
     argv = to_argv(args, train.OPTIONS)
     assert argv[-2:] == ["SOLVER.BASE_LR", "0.02"]  # overrides stay last
     again = parse("train", *argv)
@@ -65,9 +99,16 @@ def test_command_is_what_a_user_types(monkeypatch):
 
 def test_summary_line():
     record = {
-        "mode": "infer", "model": "m", "cards": 2, "device_type": "cuda", "precision": "bf16",
-        "batch_per_card": 4, "throughput_img_s": 123.456, "latency_ms": {"p50": 12.34},
-        "accuracy": {"bbox_ap": 0.3712}, "run_id": "R",
+        "mode": "infer",
+        "model": "m",
+        "cards": 2,
+        "device_type": "cuda",
+        "precision": "bf16",
+        "batch_per_card": 4,
+        "throughput_img_s": 123.456,
+        "latency_ms": {"p50": 12.34},
+        "accuracy": {"bbox_ap": 0.3712},
+        "run_id": "R",
     }
     assert summary_line(record) == (
         "infer m on 2 x cuda bf16, batch 4/card: 123.46 img/s, p50 latency 12.3 ms, "

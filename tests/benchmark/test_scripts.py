@@ -26,8 +26,18 @@ SCRIPTS = {  # script: (mode, the CPU default model)
     "LibraRCNN_Train.sh": ("train", "libra_faster_rcnn_R_18_FPN_quick"),
     "LibraRCNN_Infer.sh": ("infer", "libra_faster_rcnn_R_18_FPN_quick"),
 }
-TINY = ["--device", "cpu", "--batch", "1", "--data", "synthetic:1", "--size", "64x96",
-        "--warmup", "0"]
+TINY = [
+    "--device",
+    "cpu",
+    "--batch",
+    "1",
+    "--data",
+    "synthetic:1",
+    "--size",
+    "64x96",
+    "--warmup",
+    "0",
+]
 
 
 def run_script(name: str, *args: str, results: Path, **env: str) -> subprocess.CompletedProcess:
@@ -36,7 +46,11 @@ def run_script(name: str, *args: str, results: Path, **env: str) -> subprocess.C
     full_env.update(env)
     return subprocess.run(
         ["bash", str(ROOT / "benchmark" / name), *args],
-        capture_output=True, text=True, cwd=results.parent, env=full_env, timeout=900,
+        capture_output=True,
+        text=True,
+        cwd=results.parent,
+        env=full_env,
+        timeout=900,
         check=False,
     )
 
@@ -46,9 +60,11 @@ def script_runs(tmp_path_factory) -> tuple[Path, dict[str, subprocess.CompletedP
     results = tmp_path_factory.mktemp("scripts") / "results"
     runs = {}
     for name, (mode, _) in SCRIPTS.items():
-        setup = {"RCNN_PYTHON": sys.executable} if name == "FasterRCNN_Train.sh" else {
-            "RCNN_BENCH_PYTHON": sys.executable
-        }
+        setup = (
+            {"RCNN_PYTHON": sys.executable}
+            if name == "FasterRCNN_Train.sh"
+            else {"RCNN_BENCH_PYTHON": sys.executable}
+        )
         extra = ["--iters", "1"] if mode == "train" else []
         runs[name] = run_script(name, *TINY, *extra, results=results, **setup)
     return results, runs
@@ -66,7 +82,10 @@ def test_script_writes_a_record(script_runs, name):
     assert len(mine) == 1
     r = mine[0]
     assert (r["status"], r["device_type"], r["cards"], r["dataset"]["name"]) == (
-        "ok", "cpu", 1, "synthetic"
+        "ok",
+        "cpu",
+        1,
+        "synthetic",
     )
     assert f"--model {model} --device cpu --precision fp32 --cards all" in done.stderr
     if name == "MaskRCNN_Infer.sh":
@@ -95,8 +114,14 @@ def test_help_and_bad_arguments(tmp_path):
 def test_a_coco_folder_is_the_default_data(tmp_path):
     datasets = tmp_path / "datasets"
     (datasets / "coco" / "annotations").mkdir(parents=True)
-    done = run_script("FasterRCNN_Infer.sh", "--device", "cpu", results=tmp_path / "r",
-                      RCNN_BENCH_PYTHON=sys.executable, DATASET_DIR=str(datasets))
+    done = run_script(
+        "FasterRCNN_Infer.sh",
+        "--device",
+        "cpu",
+        results=tmp_path / "r",
+        RCNN_BENCH_PYTHON=sys.executable,
+        DATASET_DIR=str(datasets),
+    )
     assert done.returncode == 2
     assert f"--data coco:{datasets}/coco" in done.stderr
     assert "val2017 not found; expected the COCO 2017 layout" in done.stderr
@@ -105,14 +130,22 @@ def test_a_coco_folder_is_the_default_data(tmp_path):
 @pytest.mark.slow
 def test_quickstart_smoke(tmp_path):
     results = tmp_path / "results"
-    done = run_script("quickstart.sh", "--device", "cpu", results=results, QUICK="1",
-                      RCNN_BENCH_PYTHON=sys.executable)
+    done = run_script(
+        "quickstart.sh",
+        "--device",
+        "cpu",
+        results=results,
+        QUICK="1",
+        RCNN_BENCH_PYTHON=sys.executable,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records, problems = read_records([results])
     assert problems == []
     statuses = sorted((r["mode"], r["precision"], r["status"]) for r in records)
     assert statuses == [  # the sweep's two cells, then training and inference with its weights
-        ("infer", "fp32", "ok"), ("infer", "fp32", "ok"), ("infer", "tf32", "skipped"),
+        ("infer", "fp32", "ok"),
+        ("infer", "fp32", "ok"),
+        ("infer", "tf32", "skipped"),
         ("train", "fp32", "ok"),
     ]
     assert "skipped: precision 'tf32' is not supported on cpu" in done.stdout  # sweep table

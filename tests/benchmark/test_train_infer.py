@@ -27,7 +27,12 @@ def bench(*args: str, results: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "RESULTS_DIR"}
     return subprocess.run(
         [sys.executable, "-m", "benchmark", *args, "--results", str(results)],
-        capture_output=True, text=True, cwd=results.parent, env=env, timeout=600, check=False,
+        capture_output=True,
+        text=True,
+        cwd=results.parent,
+        env=env,
+        timeout=600,
+        check=False,
     )
 
 
@@ -43,8 +48,7 @@ def only_record(results: Path) -> dict:
 
 def test_train_writes_a_measured_record(tmp_path):
     results = tmp_path / "results"
-    done = bench("train", *TINY, "--batch", "1", "--iters", "2", "--warmup", "1",
-                 results=results)
+    done = bench("train", *TINY, "--batch", "1", "--iters", "2", "--warmup", "1", results=results)
     assert done.returncode == 0, done.stderr
     r = only_record(results)
     assert (r["status"], r["mode"], r["model"], r["device_type"]) == ("ok", "train", MODEL, "cpu")
@@ -76,8 +80,7 @@ def test_train_writes_a_measured_record(tmp_path):
 def test_infer_records_latency_accuracy_and_repeats(tmp_path):
     results = tmp_path / "results"
     # 4 test images in batches of 2: one warm-up batch, then one measured batch per repeat
-    done = bench("infer", *TINY, "--batch", "2", "--warmup", "1", "--repeats", "2",
-                 results=results)
+    done = bench("infer", *TINY, "--batch", "2", "--warmup", "1", "--repeats", "2", results=results)
     assert done.returncode == 0, done.stderr
     r = only_record(results)
     assert (r["status"], r["mode"], r["global_batch"]) == ("ok", "infer", 2)
@@ -115,12 +118,16 @@ def rcnn_logger():
 
 def test_unknown_model_and_bad_data_are_user_errors(tmp_path, capsys, rcnn_logger):
     results = tmp_path / "results"
-    assert main(["infer", "--model", "no_such_config", "--device", "cpu",
-                 "--results", str(results)]) == 2
+    assert (
+        main(["infer", "--model", "no_such_config", "--device", "cpu", "--results", str(results)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "no such config" in err and MODEL in err and "Traceback" not in err
-    assert main(["infer", *TINY[:-2], "--data", f"coco:{tmp_path}/nowhere",
-                 "--results", str(results)]) == 2
+    assert (
+        main(["infer", *TINY[:-2], "--data", f"coco:{tmp_path}/nowhere", "--results", str(results)])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "nowhere/val2017 not found; expected the COCO 2017 layout" in err
     records, _ = read_records([results])
@@ -130,8 +137,19 @@ def test_unknown_model_and_bad_data_are_user_errors(tmp_path, capsys, rcnn_logge
 @pytest.mark.slow
 def test_two_cards_on_cpu_run_two_gloo_processes_and_write_one_record(tmp_path):
     results = tmp_path / "results"
-    done = bench("train", *TINY, "--cards", "2", "--batch", "1", "--iters", "2", "--warmup", "1",
-                 results=results)
+    done = bench(
+        "train",
+        *TINY,
+        "--cards",
+        "2",
+        "--batch",
+        "1",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        results=results,
+    )
     assert done.returncode == 0, done.stderr
     assert "torch.distributed.run --nproc-per-node 2 --standalone" in done.stdout
     r = only_record(results)
