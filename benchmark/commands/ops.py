@@ -38,6 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mlu, npu, ...")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per case (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    p.add_argument(
+        "--threads", type=int, default=None, help="host intra-op threads (default: torch's)"
+    )
     p.set_defaults(func=run)
 
 
@@ -198,7 +201,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("error: --repeats must be >= 1 and --warmup >= 0")
     adapter, index = resolve(args.device)
     device = adapter.torch_device(index)
-    print(f"device: {device} ({adapter.card_name(index)}), torch {torch.__version__}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(
+        f"device: {device} ({adapter.card_name(index)}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} host threads"
+    )
     usable = {}
     for op in dispatch.OPS:
         usable[op], why = dispatch.check_kernel(op, device)

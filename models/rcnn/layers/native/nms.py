@@ -48,7 +48,9 @@ def _block_size(n: int) -> int:
     return max(_MIN_BLOCK, min(_MAX_BLOCK, _BLOCK_ELEMENTS // max(n, 1)))
 
 
-def _overlaps(boxes: Tensor, rows: Tensor, cols: Tensor, threshold: float, groups) -> Tensor:
+def _overlaps(
+    boxes: Tensor, rows: Tensor, cols: Tensor, threshold: float, groups: Tensor | None
+) -> Tensor:
     """[R, C] mask: IoU of boxes[rows] with boxes[cols] exceeds the threshold (same group)."""
     over = _iou(boxes[rows], boxes[cols]) > threshold
     if groups is not None:
