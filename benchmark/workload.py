@@ -288,16 +288,11 @@ def _register_coco(name: str, images: Path, annotations: Path, what: str) -> Non
     DatasetCatalog.register(name, str(images), str(annotations), replace=True)
 
 
-def prepare_data(
-    spec: str, mode: str, cfg: CfgNode, results: Path, images_needed: int
-) -> DataSetup:
-    """Make (synthetic) or find the data of `spec`, register it, say how the config uses it."""
+def _split_data(
+    spec: str, split: str, cfg: CfgNode, results: Path, images_needed: int
+) -> tuple[str, str, str | None]:
+    """(catalog name, dataset name, fingerprint) of one split of `spec`, made and registered."""
     kind, _, rest = spec.partition(":")
-    split = "train" if mode == "train" else "val"
-    key = "DATASETS.TRAIN" if mode == "train" else "DATASETS.TEST"
-    if kind == "config":
-        names = cfg.DATASETS.TRAIN if mode == "train" else cfg.DATASETS.TEST
-        return DataSetup([], ",".join(names), None)
     if kind == "synthetic":
         if rest and not (rest.isdigit() and int(rest) > 0):
             raise UsageError(f"--data {spec}: the image count after 'synthetic:' must be > 0")
@@ -316,14 +311,14 @@ def prepare_data(
         images, annotations = synthetic_split(results / "cache", split, synth)
         name = f"bench_{annotations.parent.parent.name}"
         DatasetCatalog.register(name, str(images), str(annotations), replace=True)
-        return DataSetup([key, f"('{name}',)"], "synthetic", _fingerprint(annotations))
+        return name, "synthetic", _fingerprint(annotations)
     if kind == "coco":
         root = Path(rest) if rest else Path(DatasetCatalog.data_dir()) / "coco"
         images = root / f"{split}2017"
         annotations = root / "annotations" / f"instances_{split}2017.json"
         name = f"bench_coco_{split}2017"
         _register_coco(name, images, annotations, f"--data {spec}")
-        return DataSetup([key, f"('{name}',)"], "coco_2017", _fingerprint(annotations))
+        return name, "coco_2017", _fingerprint(annotations)
     if kind == "txt" and rest:
         list_file, _, classes = rest.partition(":")
         list_path = Path(list_file)
@@ -335,10 +330,33 @@ def prepare_data(
         DatasetCatalog.register_txt_list(
             name, str(list_path), str(list_path.parent), str(classes_path), replace=True
         )
-        return DataSetup([key, f"('{name}',)"], f"txt:{list_path.name}", _fingerprint(list_path))
+        return name, f"txt:{list_path.name}", _fingerprint(list_path)
     raise UsageError(
         f"--data {spec}: expected synthetic[:N], coco[:DIR], txt:LIST[:CLASSES] or config"
     )
+
+
+def prepare_data(
+    spec: str, mode: str, cfg: CfgNode, results: Path, images_needed: int, evaluate: bool = False
+) -> DataSetup:
+    """Make (synthetic) or find the data of `spec`, register it, say how the config uses it:
+    the training split for training (and the test split too when it `evaluate`s), the test
+    split for inference. The record describes the split that is measured."""
+    splits = (
+        ["train", "val"]
+        if mode == "train" and evaluate
+        else ["train" if mode == "train" else "val"]
+    )
+    if spec == "config":
+        names = cfg.DATASETS.TRAIN if mode == "train" else cfg.DATASETS.TEST
+        return DataSetup([], ",".join(names), None)
+    overrides, described = [], []
+    for split in splits:
+        name, dataset, fingerprint = _split_data(spec, split, cfg, results, images_needed)
+        key = "DATASETS.TRAIN" if split == "train" else "DATASETS.TEST"
+        overrides += [key, f"('{name}',)"]
+        described.append((dataset, fingerprint))
+    return DataSetup(overrides, *described[0])
 
 
 # -- the workload ----------------------------------------------------------------------------
@@ -428,7 +446,8 @@ def build_workload(
         if args.ckpt:
             ours += ["MODEL.WEIGHT", args.ckpt]
     first = load_config(path, [*ours, *args.opts])
-    data = prepare_data(args.data, mode, first, Path(args.results), batch)
+    evaluate = first.SOLVER.TEST_PERIOD > 0  # training that evaluates needs the test split
+    data = prepare_data(args.data, mode, first, Path(args.results), batch, evaluate)
     cfg = load_config(path, [*ours, *data.overrides, *args.opts])
     global_batch = cfg.SOLVER.IMS_PER_BATCH if mode == "train" else cfg.TEST.IMS_PER_BATCH
     if global_batch % world:

@@ -48,7 +48,11 @@ def only_record(results: Path) -> dict:
 
 def test_train_writes_a_measured_record(tmp_path):
     results = tmp_path / "results"
-    done = bench("train", *TINY, "--batch", "1", "--iters", "2", "--warmup", "1", results=results)
+    # an AP target this run cannot reach: it evaluates at iteration 2 and trains on
+    done = bench(
+        "train", *TINY, "--batch", "1", "--iters", "2", "--warmup", "1",
+        "--target-ap", "0.99", "--eval-period", "2", results=results,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     r = only_record(results)
     assert (r["status"], r["mode"], r["model"], r["device_type"]) == ("ok", "train", MODEL, "cpu")
@@ -64,6 +68,7 @@ def test_train_writes_a_measured_record(tmp_path):
     assert r["dataset"]["name"] == "synthetic" and r["dataset"]["images"] == 4
     assert r["dataset"]["fingerprint"].startswith("sha1:")
     assert len(r["config_hash"]) == 40 and r["seed"] == 0
+    assert 0 <= r["accuracy"]["bbox_ap"] < 0.99 and r["time_to_accuracy_s"] is None
     assert r["command"].startswith(f"python -m benchmark train --model {MODEL}")
     assert "--worker" not in r["command"] and "--run-id" not in r["command"]
     # the one-line summary, and the run's folder beside the record
@@ -71,9 +76,10 @@ def test_train_writes_a_measured_record(tmp_path):
     run_dir = results / "runs" / r["run_id"]
     assert "INPUT:" in (run_dir / "config.yaml").read_text()
     assert "rcnn.trainer" in (run_dir / "log.txt").read_text()
-    # the synthetic set is cached under the results folder, keyed by split/size/count/seed
-    assert [p.name for p in (results / "cache" / "synthetic").iterdir()] == [
-        "train-85x64-n4-seed0-3cls"
+    # the synthetic sets are cached under the results folder, keyed by split/size/count/seed
+    assert sorted(p.name for p in (results / "cache" / "synthetic").iterdir()) == [
+        "train-85x64-n4-seed0-3cls",
+        "val-85x64-n4-seed0-3cls",
     ]
 
 
