@@ -18,7 +18,7 @@ from rcnn.device import DeviceError
 # Mistakes a user can fix: one message, no traceback.
 USER_ERRORS = (ConfigError, DatasetCatalogError, DataError, DeviceError, CheckpointError)
 
-VERBS = ("devices", "train", "infer", "sweep", "compare", "report", "data")
+VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "compare", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
