@@ -118,6 +118,18 @@ class _LogCapture:
         return self.buffer.getvalue()
 
 
+def warn_if_busy() -> None:
+    """Say so when other work competes for the host: its timings (a CPU run's above all, and
+    every run's data loading) are then not reliable."""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > cores:
+        logger.warning(
+            "the host is busy (1-minute load %.1f on %d cores): timings may be unreliable",
+            load,
+            cores,
+        )
+
+
 def _exit_code(status: str, exc: BaseException) -> int:
     if isinstance(exc, USER_ERRORS):
         return EXIT["user"]
@@ -154,6 +166,7 @@ def execute(
     }
     log = _LogCapture()
     log.start()
+    warn_if_busy()
     adapter = None
     try:
         check_counts(args)
