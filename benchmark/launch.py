@@ -196,12 +196,17 @@ def execute(
         status_record = failed_record(exc, adapter=adapter, **fields)
         if isinstance(exc, USER_ERRORS):
             message = str(exc)
-        else:
+        elif _rank() == 0:
             logger.error("%s", traceback.format_exc())
             message = f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'log.txt'})"
+        else:  # only rank 0 keeps a log: another rank's traceback goes to its stderr
+            traceback.print_exc()
+            message = f"{type(exc).__name__}: {exc}"
         if _rank() == 0:
             write_run(results, status_record, log.text())
             print(f"error: {message}", file=sys.stderr)
+        else:
+            print(f"error (rank {_rank()}): {message}", file=sys.stderr)
         return _exit_code(status_record["status"], exc)
     if measured is None:  # not rank 0: rank 0 writes the record
         return 0
