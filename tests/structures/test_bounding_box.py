@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from rcnn.structures.bounding_box import FLIP_LEFT_RIGHT, FLIP_TOP_BOTTOM, BoxList
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from rcnn.structures.bounding_box import BoxList
 from rcnn.structures.boxlist_ops import boxlist_iou, cat_boxlist, remove_small_boxes
 

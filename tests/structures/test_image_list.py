@@ -1,6 +1,7 @@
 """to_image_list pads to a common, divisible size and remembers each image's true size."""
 
 import torch
+
 from rcnn.structures.image_list import ImageList, to_image_list
 
 
