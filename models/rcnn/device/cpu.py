@@ -40,7 +40,8 @@ class CpuAdapter(DeviceAdapter):
         return 1
 
     def card_name(self, index: int) -> str:
-        return f"{_cpu_model()} ({os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+        # threads vary per run (OMP_NUM_THREADS); a card name must not, or report rows split
+        return f"{_cpu_model()} ({os.cpu_count()} cores)"
 
     def card_memory_mb(self, index: int) -> float | None:
         try:

@@ -61,6 +61,7 @@ def collect_env(adapter: DeviceAdapter) -> dict[str, str | None]:
         "driver": backend.get("driver"),
         "runtime": backend.get("runtime"),
         "cpu": _cpu_model(),
+        "torch_threads": str(torch.get_num_threads()),
         "hostname": socket.gethostname(),
         "os": platform.platform(),
     }
