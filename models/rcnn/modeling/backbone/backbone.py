@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 
 from torch import nn
 
 from rcnn.modeling.backbone.bfp import build_balanced_feature_pyramid
 from rcnn.modeling.backbone.fpn import FPN, LastLevelMaxPool
-from rcnn.modeling.backbone.resnet import STAGE_SPECS, ResNet, make_norm
+from rcnn.modeling.backbone.resnet import STAGE_SPECS, ResNet, group_norm, make_norm
 from rcnn.modeling.registry import BACKBONES, RESNET_BLOCKS, RESNET_STEMS
 
 
@@ -31,10 +32,17 @@ def build_resnet_body(cfg, depth: int) -> ResNet:
 
 
 def _resnet_fpn(cfg, depth: int) -> nn.Sequential:
-    if cfg.MODEL.FPN.USE_GN or cfg.MODEL.FPN.USE_RELU:
-        raise ValueError("MODEL.FPN.USE_GN / USE_RELU are not supported")
+    if cfg.MODEL.FPN.USE_RELU:
+        raise ValueError("MODEL.FPN.USE_RELU is not supported")
     body = build_resnet_body(cfg, depth)
-    fpn = FPN(body.out_channels, cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS, LastLevelMaxPool())
+    gn = cfg.MODEL.GROUP_NORM
+    fpn_norm = (
+        partial(group_norm, num_groups=gn.NUM_GROUPS, dim_per_group=gn.DIM_PER_GP, eps=gn.EPSILON)
+        if cfg.MODEL.FPN.USE_GN else None
+    )
+    fpn = FPN(
+        body.out_channels, cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS, LastLevelMaxPool(), fpn_norm
+    )
     stages = [("body", body), ("fpn", fpn)]
     if cfg.MODEL.BFP.ON:
         # Libra R-CNN: the balanced pyramid refines the FPN's levels (C2..C5 + the P6 pool).

@@ -3,19 +3,24 @@ naming: lateral 1x1 convs `fpn_inner1..4`, output 3x3 convs `fpn_layer1..4`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-def _fpn_conv(in_channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
-    conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
-    # maskrcnn-benchmark's conv_with_kaiming_uniform init.
+def _fpn_conv(
+    in_channels: int, out_channels: int, kernel: int,
+    norm: Callable[[int], nn.Module] | None = None,
+) -> nn.Module:
+    """maskrcnn-benchmark's conv_with_kaiming_uniform: conv+bias, or conv then norm (`.0`/`.1`)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=norm is None)
     nn.init.kaiming_uniform_(conv.weight, a=1)
-    nn.init.zeros_(conv.bias)
-    return conv
+    if norm is None:
+        nn.init.zeros_(conv.bias)
+        return conv
+    return nn.Sequential(conv, norm(out_channels))
 
 
 class LastLevelMaxPool(nn.Module):
@@ -29,13 +34,14 @@ class FPN(nn.Module):
     """Top-down pathway with lateral connections; returns finest level first."""
 
     def __init__(self, in_channels_list: Sequence[int], out_channels: int,
-                 top_blocks: nn.Module | None = None) -> None:
+                 top_blocks: nn.Module | None = None,
+                 norm: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         self.inner_blocks: list[str] = []
         self.layer_blocks: list[str] = []
         for idx, in_channels in enumerate(in_channels_list, 1):
-            self.add_module(f"fpn_inner{idx}", _fpn_conv(in_channels, out_channels, 1))
-            self.add_module(f"fpn_layer{idx}", _fpn_conv(out_channels, out_channels, 3))
+            self.add_module(f"fpn_inner{idx}", _fpn_conv(in_channels, out_channels, 1, norm))
+            self.add_module(f"fpn_layer{idx}", _fpn_conv(out_channels, out_channels, 3, norm))
             self.inner_blocks.append(f"fpn_inner{idx}")
             self.layer_blocks.append(f"fpn_layer{idx}")
         self.top_blocks = top_blocks
