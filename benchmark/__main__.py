@@ -10,13 +10,7 @@ import argparse
 import importlib
 import sys
 
-from rcnn.checkpoint import CheckpointError
-from rcnn.config import ConfigError, DatasetCatalogError
-from rcnn.data import DataError
-from rcnn.device import DeviceError
-
-# Mistakes a user can fix: one message, no traceback.
-USER_ERRORS = (ConfigError, DatasetCatalogError, DataError, DeviceError, CheckpointError)
+from rcnn.errors import USER_ERRORS
 
 VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "compare", "report")
 

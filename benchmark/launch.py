@@ -34,21 +34,12 @@ from benchmark.workload import (
     command_line,
     to_argv,
 )
-from rcnn.checkpoint import CheckpointError
-from rcnn.config import ConfigError, DatasetCatalogError
-from rcnn.data import DataError
-from rcnn.device import DeviceError, resolve
+from rcnn.device import resolve
+from rcnn.errors import USER_ERRORS as LIBRARY_USER_ERRORS
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 
-USER_ERRORS = (
-    UsageError,
-    ConfigError,
-    DatasetCatalogError,
-    DataError,
-    DeviceError,
-    CheckpointError,
-)
+USER_ERRORS = (UsageError, *LIBRARY_USER_ERRORS)
 EXIT = {"failed": 1, "user": 2, "nan": 3, "oom": 4}
 
 logger = logging.getLogger("rcnn.bench")

@@ -1,3 +1,3 @@
-"""rcnn: R-CNN detectors (Faster, Mask, Libra) in maskrcnn-benchmark style, on any PyTorch device."""
+"""rcnn: Faster, Mask and Libra R-CNN in maskrcnn-benchmark style, on any PyTorch device."""
 
 __version__ = "0.1.0"

@@ -8,17 +8,14 @@ import logging
 import sys
 from pathlib import Path
 
-from rcnn.checkpoint import CheckpointError, load_checkpoint
-from rcnn.config import ConfigError, DatasetCatalogError, load_config
-from rcnn.data import DataError
-from rcnn.device import DeviceError
+from rcnn.checkpoint import load_checkpoint
+from rcnn.config import DatasetCatalogError, load_config
+from rcnn.errors import USER_ERRORS
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 
 from .run import build_model, evaluate, start_session, train
 from .trainer import NonFiniteLossError
-
-USER_ERRORS = (ConfigError, DatasetCatalogError, DataError, DeviceError, CheckpointError)
 
 
 def _setup(args: argparse.Namespace):

@@ -1,0 +1,14 @@
+"""Mistakes a user can fix: entry points print these as one line, without a traceback."""
+
+from rcnn.checkpoint import CheckpointError
+from rcnn.config import ConfigError, DatasetCatalogError
+from rcnn.data import DataError
+from rcnn.device import DeviceError
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    DatasetCatalogError,
+    DataError,
+    DeviceError,
+    CheckpointError,
+)
