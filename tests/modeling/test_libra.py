@@ -34,8 +34,8 @@ def test_quick_libra_config_builds_every_part():
     state = model.state_dict()
     assert {k for k in state if k.startswith("backbone.bfp.")} == NON_LOCAL_KEYS
     assert state["backbone.bfp.refine.theta.weight"].shape == (128, 128, 1, 1)
-    # maskrcnn-benchmark's names around it are unchanged.
-    assert {"backbone.body.stem.conv1.weight", "backbone.fpn.fpn_layer4.weight"} <= set(state)
+    # maskrcnn-benchmark's names around it are unchanged (a GN FPN conv is .0, its norm .1).
+    assert {"backbone.body.stem.conv1.weight", "backbone.fpn.fpn_layer4.0.weight"} <= set(state)
     loss = model.roi_heads["box"].loss_evaluator
     sampler = loss.fg_bg_sampler
     assert isinstance(sampler, IoUBalancedSampler)
