@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 from rcnn.config import load_config
@@ -57,3 +58,37 @@ def test_training_requires_targets(rectangle_images):
         assert "targets" in str(err)
     else:
         raise AssertionError("training without targets must fail")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "config",
+    [
+        "e2e_faster_rcnn_R_50_FPN_1x",
+        "e2e_faster_rcnn_R_101_FPN_1x",
+        "e2e_faster_rcnn_X_101_32x8d_FPN_1x",
+    ],
+)
+def test_coco_fpn_configs_train_and_infer_on_jpegs(rectangle_images, config):
+    # maskrcnn-benchmark's own configs as users run them (81 classes, frozen stem + res2),
+    # random weights instead of ImageNet ones: nothing may be downloaded here.
+    torch.manual_seed(0)
+    model = build_detection_model(load_config(f"models/configs/{config}.yaml"))
+    images = to_image_list([img for img, _ in rectangle_images], size_divisible=32)
+    targets = [t for _, t in rectangle_images]
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=2e-4, momentum=0.9)
+    model.train()
+    totals = []
+    for _ in range(4):
+        total = sum(model(images, targets).values())
+        assert math.isfinite(total.item())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        totals.append(total.item())
+    assert totals[-1] < totals[0], totals
+    model.eval()
+    with torch.no_grad():
+        results = model(images)
+    assert [r.size for r in results] == [(160, 128), (160, 128)]
