@@ -179,3 +179,13 @@ def test_test_loader_per_dataset(make_set) -> None:
     assert sorted(i for _, _, ids in batches for i in ids) == [0, 1, 2, 3, 4]
     assert batches[0][0].tensors.shape == (2, 3, 64, 96)
     assert len(make_dataset(val, is_train=False)) == 5
+
+
+def test_a_batch_that_does_not_split_over_processes_is_a_config_error():
+    from rcnn.config import ConfigError
+    from rcnn.data.build import make_test_batch_sampler, make_train_batch_sampler
+
+    with pytest.raises(ConfigError, match=r"SOLVER.IMS_PER_BATCH \(3\) must be divisible .* \(2\)"):
+        make_train_batch_sampler(list(range(8)), 3, 10, num_replicas=2, aspect_grouping=False)
+    with pytest.raises(ConfigError, match=r"TEST.IMS_PER_BATCH \(5\) must be divisible"):
+        make_test_batch_sampler(list(range(8)), 5, num_replicas=2, aspect_grouping=False)

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from yacs.config import CfgNode
 
+from rcnn.config.loader import ConfigError
 from rcnn.config.paths_catalog import DatasetCatalog
 from rcnn.data.collate import BatchCollator
 from rcnn.data.datasets import COCODataset, TxtListDataset
@@ -95,7 +96,7 @@ def make_train_batch_sampler(
 ) -> Sampler:
     """This rank's batches of (index, seed key) for steps start_iter..num_iterations-1."""
     if global_batch % num_replicas:
-        raise ValueError(
+        raise ConfigError(
             f"SOLVER.IMS_PER_BATCH ({global_batch}) must be divisible by the number of "
             f"processes ({num_replicas})"
         )
@@ -116,7 +117,7 @@ def make_test_batch_sampler(
     aspect_grouping: bool = True,
 ) -> Sampler:
     if global_batch % num_replicas:
-        raise ValueError(
+        raise ConfigError(
             f"TEST.IMS_PER_BATCH ({global_batch}) must be divisible by the number of "
             f"processes ({num_replicas})"
         )
