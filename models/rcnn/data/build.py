@@ -84,6 +84,15 @@ def aspect_group_ids(dataset: Dataset) -> list[int]:
     return [bisect.bisect_right([1.0], r) for r in ratios]
 
 
+def _check_splits(key: str, global_batch: int, num_replicas: int) -> None:
+    """Every process must get the same number of images per step."""
+    if global_batch % num_replicas:
+        raise ConfigError(
+            f"{key} ({global_batch}) must be divisible by the number of processes "
+            f"({num_replicas})"
+        )
+
+
 def make_train_batch_sampler(
     dataset: Dataset,
     global_batch: int,
@@ -95,11 +104,7 @@ def make_train_batch_sampler(
     aspect_grouping: bool = True,
 ) -> Sampler:
     """This rank's batches of (index, seed key) for steps start_iter..num_iterations-1."""
-    if global_batch % num_replicas:
-        raise ConfigError(
-            f"SOLVER.IMS_PER_BATCH ({global_batch}) must be divisible by the number of "
-            f"processes ({num_replicas})"
-        )
+    _check_splits("SOLVER.IMS_PER_BATCH", global_batch, num_replicas)
     order = DistributedSampler(len(dataset), 1, 0, shuffle=True, seed=seed)
     if aspect_grouping:
         batches = GroupedBatchSampler(order, aspect_group_ids(dataset), global_batch, True)
@@ -116,11 +121,7 @@ def make_test_batch_sampler(
     rank: int = 0,
     aspect_grouping: bool = True,
 ) -> Sampler:
-    if global_batch % num_replicas:
-        raise ConfigError(
-            f"TEST.IMS_PER_BATCH ({global_batch}) must be divisible by the number of "
-            f"processes ({num_replicas})"
-        )
+    _check_splits("TEST.IMS_PER_BATCH", global_batch, num_replicas)
     share = DistributedSampler(len(dataset), num_replicas, rank, shuffle=False)
     per_rank = global_batch // num_replicas
     if aspect_grouping:
