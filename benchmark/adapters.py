@@ -49,8 +49,9 @@ class Batch:
         return len(self.images)
 
 
-def synthetic_batch(batch: int, height: int, width: int, num_classes: int, seed: int = 0,
-                    boxes_per_image: int = 8) -> Batch:
+def synthetic_batch(
+    batch: int, height: int, width: int, num_classes: int, seed: int = 0, boxes_per_image: int = 8
+) -> Batch:
     """Images with filled rectangles (BGR 0-255 minus a mean, as the model expects) and their
     boxes; deterministic for a seed."""
     g = torch.Generator().manual_seed(seed)
@@ -115,8 +116,9 @@ class TorchvisionImpl(Impl):
         return self.model(batch.images)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        targets = [{"boxes": b, "labels": lab} for b, lab in zip(batch.boxes, batch.labels,
-                                                                   strict=True)]
+        targets = [
+            {"boxes": b, "labels": lab} for b, lab in zip(batch.boxes, batch.labels, strict=True)
+        ]
         return self.model(batch.images, targets)
 
 
@@ -138,26 +140,35 @@ def build_torchvision_peer(cfg, image_size: tuple[int, int]) -> nn.Module:
     if key not in _TORCHVISION_BODIES:
         raise ValueError(f"no torchvision peer for {key}; known: {sorted(_TORCHVISION_BODIES)}")
     trainable = 5 - max(cfg.MODEL.BACKBONE.FREEZE_CONV_BODY_AT, 0)
-    backbone = resnet_fpn_backbone(backbone_name=_TORCHVISION_BODIES[key], weights=None,
-                                   norm_layer=FrozenBatchNorm2d, trainable_layers=trainable)
+    backbone = resnet_fpn_backbone(
+        backbone_name=_TORCHVISION_BODIES[key],
+        weights=None,
+        norm_layer=FrozenBatchNorm2d,
+        trainable_layers=trainable,
+    )
     rpn, rh = cfg.MODEL.RPN, cfg.MODEL.ROI_HEADS
     detector = MaskRCNN if cfg.MODEL.MASK_ON else FasterRCNN
     return detector(
         backbone,
         num_classes=cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES,
-        min_size=min(image_size), max_size=max(image_size),
-        image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
+        min_size=min(image_size),
+        max_size=max(image_size),
+        image_mean=[0.0, 0.0, 0.0],
+        image_std=[1.0, 1.0, 1.0],
         rpn_pre_nms_top_n_train=rpn.PRE_NMS_TOP_N_TRAIN,
         rpn_pre_nms_top_n_test=rpn.PRE_NMS_TOP_N_TEST,
         rpn_post_nms_top_n_train=rpn.FPN_POST_NMS_TOP_N_TRAIN,
         rpn_post_nms_top_n_test=rpn.FPN_POST_NMS_TOP_N_TEST,
         rpn_nms_thresh=rpn.NMS_THRESH,
-        rpn_fg_iou_thresh=rpn.FG_IOU_THRESHOLD, rpn_bg_iou_thresh=rpn.BG_IOU_THRESHOLD,
+        rpn_fg_iou_thresh=rpn.FG_IOU_THRESHOLD,
+        rpn_bg_iou_thresh=rpn.BG_IOU_THRESHOLD,
         rpn_batch_size_per_image=rpn.BATCH_SIZE_PER_IMAGE,
         rpn_positive_fraction=rpn.POSITIVE_FRACTION,
-        box_score_thresh=rh.SCORE_THRESH, box_nms_thresh=rh.NMS,
+        box_score_thresh=rh.SCORE_THRESH,
+        box_nms_thresh=rh.NMS,
         box_detections_per_img=rh.DETECTIONS_PER_IMG,
-        box_fg_iou_thresh=rh.FG_IOU_THRESHOLD, box_bg_iou_thresh=rh.BG_IOU_THRESHOLD,
+        box_fg_iou_thresh=rh.FG_IOU_THRESHOLD,
+        box_bg_iou_thresh=rh.BG_IOU_THRESHOLD,
         box_batch_size_per_image=rh.BATCH_SIZE_PER_IMAGE,
         box_positive_fraction=rh.POSITIVE_FRACTION,
     )
@@ -173,8 +184,11 @@ def calibrate_frozen_bn(model: nn.Module, images: torch.Tensor) -> None:
         module.running_mean.copy_(x.mean(1))
         module.running_var.copy_(x.var(1) + 1e-2)
 
-    frozen = [m for m in model.modules()
-              if hasattr(m, "running_var") and not any(True for _ in m.parameters())]
+    frozen = [
+        m
+        for m in model.modules()
+        if hasattr(m, "running_var") and not any(True for _ in m.parameters())
+    ]
     handles = [m.register_forward_pre_hook(set_stats) for m in frozen]
     try:
         backbone = model.backbone
@@ -185,9 +199,14 @@ def calibrate_frozen_bn(model: nn.Module, images: torch.Tensor) -> None:
             h.remove()
 
 
-def build_impls(model: str, impls: list[str], image_size: tuple[int, int],
-                calibration: torch.Tensor | None = None, same_weights: bool = True,
-                seed: int = 0) -> list[Impl]:
+def build_impls(
+    model: str,
+    impls: list[str],
+    image_size: tuple[int, int],
+    calibration: torch.Tensor | None = None,
+    same_weights: bool = True,
+    seed: int = 0,
+) -> list[Impl]:
     """The requested impls of config `model` for (height, width) inputs, in `impls` order;
     `calibration` images [N, 3, H, W] calibrate the random frozen BNs."""
     unknown = sorted(set(impls) - set(IMPLS))

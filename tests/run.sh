@@ -7,5 +7,6 @@ cd "$root"
 py="$(bash benchmark/setup_env.sh --test)"
 echo "== ruff" >&2
 "$py" -m ruff check .
+"$py" -m ruff format --check .
 echo "== pytest" >&2
 "$py" -m pytest --durations=15 "$@"

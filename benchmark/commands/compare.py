@@ -20,22 +20,37 @@ from rcnn.device import resolve
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="images/s of our detector vs torchvision's, same inputs")
-    p.add_argument("--model", default="e2e_faster_rcnn_R_50_FPN_1x",
-                   help="config name under models/configs (without .yaml)")
-    p.add_argument("--impl", action="append", choices=IMPLS, dest="impls",
-                   help="impl to run (repeat; default: rcnn and torchvision)")
+    p.add_argument(
+        "--model",
+        default="e2e_faster_rcnn_R_50_FPN_1x",
+        help="config name under models/configs (without .yaml)",
+    )
+    p.add_argument(
+        "--impl",
+        action="append",
+        choices=IMPLS,
+        dest="impls",
+        help="impl to run (repeat; default: rcnn and torchvision)",
+    )
     p.add_argument("--mode", choices=("infer", "train"), default="infer")
     p.add_argument("--batch", type=int, default=1, help="images per iteration")
     p.add_argument("--size", default="800x1333", help="HEIGHTxWIDTH of every input image")
     p.add_argument("--iters", type=int, default=3, help="measured iterations per impl")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured iterations per impl")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--different-weights", action="store_true",
-                   help="keep each impl's own init and our config's layout (default: ours loads "
-                        "the peer's weights in its layout, so both do the same work)")
-    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                   help="wall time (the benchmark's measure) or this process's CPU time, which "
-                        "is steadier on a shared host")
+    p.add_argument(
+        "--different-weights",
+        action="store_true",
+        help="keep each impl's own init and our config's layout (default: ours loads "
+        "the peer's weights in its layout, so both do the same work)",
+    )
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall time (the benchmark's measure) or this process's CPU time, which "
+        "is steadier on a shared host",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
@@ -69,9 +84,14 @@ def run(args: argparse.Namespace) -> int:
     height, width = _parse_size(args.size)
     num_classes = model_config(args.model).MODEL.ROI_BOX_HEAD.NUM_CLASSES
     batch = synthetic_batch(args.batch, height, width, num_classes, seed=args.seed)
-    impls = build_impls(args.model, impls_requested, (height, width),
-                        calibration=torch.stack(batch.images),
-                        same_weights=not args.different_weights, seed=args.seed)
+    impls = build_impls(
+        args.model,
+        impls_requested,
+        (height, width),
+        calibration=torch.stack(batch.images),
+        same_weights=not args.different_weights,
+        seed=args.seed,
+    )
 
     optimizers = {}
     for impl in impls:
@@ -99,12 +119,17 @@ def run(args: argparse.Namespace) -> int:
     ratio = None
     if {"rcnn", "torchvision"} <= set(results):
         ratio = results["rcnn"]["images_per_s"] / results["torchvision"]["images_per_s"]
-    setup = (f"{args.model} {args.mode} batch {args.batch} {height}x{width} fp32 cpu, "
-             f"{torch.get_num_threads()} threads, {args.iters} iters after {args.warmup} warm-up, "
-             f"{args.clock} clock")
+    setup = (
+        f"{args.model} {args.mode} batch {args.batch} {height}x{width} fp32 cpu, "
+        f"{torch.get_num_threads()} threads, {args.iters} iters after {args.warmup} warm-up, "
+        f"{args.clock} clock"
+    )
     if args.json:
-        print(json.dumps({"setup": setup, "results": results, "ratio_rcnn_over_torchvision":
-                          ratio}, indent=2))
+        print(
+            json.dumps(
+                {"setup": setup, "results": results, "ratio_rcnn_over_torchvision": ratio}, indent=2
+            )
+        )
         return 0
     print(setup)
     for name, r in results.items():

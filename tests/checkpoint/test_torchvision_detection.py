@@ -33,8 +33,9 @@ def test_names(tv_state):
         "roi_heads.mask.feature_extractor.mask_fcn1.weight": "roi_heads.mask_head.0.0.weight",
         "roi_heads.mask.feature_extractor.mask_fcn4.bias": "roi_heads.mask_head.3.0.bias",
         "roi_heads.mask.predictor.conv5_mask.weight": "roi_heads.mask_predictor.conv5_mask.weight",
-        "roi_heads.mask.predictor.mask_fcn_logits.weight":
-            "roi_heads.mask_predictor.mask_fcn_logits.weight",
+        "roi_heads.mask.predictor.mask_fcn_logits.weight": (
+            "roi_heads.mask_predictor.mask_fcn_logits.weight"
+        ),
     }
     for ours, theirs in expected.items():
         assert torch.equal(converted[ours], tv_state[theirs]), ours
@@ -50,11 +51,15 @@ def test_bn_eps_folded_and_legacy_names(tv_state):
         "backbone.body.bn1.running_var": torch.full((64,), 2.0),
     }
     converted = convert_torchvision_detection(legacy, target_bn_eps=0.0)
-    assert set(converted) == {"rpn.head.conv.weight", "backbone.fpn.fpn_inner3.weight",
-                              "roi_heads.mask.feature_extractor.mask_fcn3.bias",
-                              "backbone.body.stem.bn1.running_var"}
-    assert torch.allclose(converted["backbone.body.stem.bn1.running_var"],
-                          torch.full((64,), 2.0 + TORCHVISION_BN_EPS))
+    assert set(converted) == {
+        "rpn.head.conv.weight",
+        "backbone.fpn.fpn_inner3.weight",
+        "roi_heads.mask.feature_extractor.mask_fcn3.bias",
+        "backbone.body.stem.bn1.running_var",
+    }
+    assert torch.allclose(
+        converted["backbone.body.stem.bn1.running_var"], torch.full((64,), 2.0 + TORCHVISION_BN_EPS)
+    )
     same_eps = convert_torchvision_detection(legacy, target_bn_eps=TORCHVISION_BN_EPS)
     assert torch.equal(same_eps["backbone.body.stem.bn1.running_var"], torch.full((64,), 2.0))
 

@@ -28,8 +28,14 @@ def paper_gradient(x: float, beta: float = 1.0) -> float:
 
 def loss_and_grad(x: float, beta: float = 1.0) -> tuple[float, float]:
     pred = torch.tensor([x], dtype=torch.float64, requires_grad=True)
-    loss = balanced_l1_loss(pred, torch.zeros(1, dtype=torch.float64), beta=beta, alpha=ALPHA,
-                            gamma=GAMMA, reduction="sum")
+    loss = balanced_l1_loss(
+        pred,
+        torch.zeros(1, dtype=torch.float64),
+        beta=beta,
+        alpha=ALPHA,
+        gamma=GAMMA,
+        reduction="sum",
+    )
     loss.backward()
     return loss.item(), pred.grad.item()
 

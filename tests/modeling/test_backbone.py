@@ -26,16 +26,24 @@ def test_r50_fpn_state_dict_names(r50):
     keys = set(r50.state_dict())
     expected = {
         "backbone.body.stem.conv1.weight",
-        "backbone.body.stem.bn1.weight", "backbone.body.stem.bn1.bias",
-        "backbone.body.stem.bn1.running_mean", "backbone.body.stem.bn1.running_var",
-        "backbone.body.layer1.0.conv1.weight", "backbone.body.layer1.0.downsample.0.weight",
-        "backbone.body.layer1.0.downsample.1.running_var", "backbone.body.layer4.2.bn3.bias",
+        "backbone.body.stem.bn1.weight",
+        "backbone.body.stem.bn1.bias",
+        "backbone.body.stem.bn1.running_mean",
+        "backbone.body.stem.bn1.running_var",
+        "backbone.body.layer1.0.conv1.weight",
+        "backbone.body.layer1.0.downsample.0.weight",
+        "backbone.body.layer1.0.downsample.1.running_var",
+        "backbone.body.layer4.2.bn3.bias",
         *(f"backbone.fpn.fpn_inner{i}.weight" for i in range(1, 5)),
         *(f"backbone.fpn.fpn_layer{i}.bias" for i in range(1, 5)),
         *(f"rpn.anchor_generator.cell_anchors.{i}" for i in range(5)),
-        "rpn.head.conv.weight", "rpn.head.cls_logits.weight", "rpn.head.bbox_pred.bias",
-        "roi_heads.box.feature_extractor.fc6.weight", "roi_heads.box.feature_extractor.fc7.bias",
-        "roi_heads.box.predictor.cls_score.weight", "roi_heads.box.predictor.bbox_pred.weight",
+        "rpn.head.conv.weight",
+        "rpn.head.cls_logits.weight",
+        "rpn.head.bbox_pred.bias",
+        "roi_heads.box.feature_extractor.fc6.weight",
+        "roi_heads.box.feature_extractor.fc7.bias",
+        "roi_heads.box.predictor.cls_score.weight",
+        "roi_heads.box.predictor.bbox_pred.weight",
     }
     assert expected <= keys
     assert not any("num_batches_tracked" in k for k in keys)
@@ -72,7 +80,11 @@ def test_small_bodies_shapes():
     model = _build("quick/faster_rcnn_R_18_FPN_quick").eval()
     feats = model.backbone(torch.zeros(1, 3, 64, 96))
     assert [tuple(f.shape) for f in feats] == [
-        (1, 128, 16, 24), (1, 128, 8, 12), (1, 128, 4, 6), (1, 128, 2, 3), (1, 128, 1, 2)
+        (1, 128, 16, 24),
+        (1, 128, 8, 12),
+        (1, 128, 4, 6),
+        (1, 128, 2, 3),
+        (1, 128, 1, 2),
     ]
     r34 = _build("quick/faster_rcnn_R_18_FPN_quick", "MODEL.BACKBONE.CONV_BODY", "R-34-FPN")
     assert len(r34.backbone.body.layer3) == 6
@@ -82,10 +94,18 @@ def test_group_norm_blocks_keep_names_and_normalise():
     from rcnn.config import get_default_config
 
     cfg = get_default_config()
-    cfg.merge_from_list(["MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
-                         "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithGN",
-                         "MODEL.RESNETS.STEM_FUNC", "StemWithGN",
-                         "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"])
+    cfg.merge_from_list(
+        [
+            "MODEL.BACKBONE.CONV_BODY",
+            "R-18-FPN",
+            "MODEL.RESNETS.TRANS_FUNC",
+            "BasicBlockWithGN",
+            "MODEL.RESNETS.STEM_FUNC",
+            "StemWithGN",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64",
+        ]
+    )
     from rcnn.modeling.backbone import build_backbone
 
     backbone = build_backbone(cfg)
@@ -103,8 +123,15 @@ def test_mixing_gn_and_frozen_bn_is_refused():
     from rcnn.modeling.backbone import build_backbone
 
     cfg = get_default_config()
-    cfg.merge_from_list(["MODEL.BACKBONE.CONV_BODY", "R-18-FPN",
-                         "MODEL.RESNETS.TRANS_FUNC", "BasicBlockWithGN",
-                         "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"])
+    cfg.merge_from_list(
+        [
+            "MODEL.BACKBONE.CONV_BODY",
+            "R-18-FPN",
+            "MODEL.RESNETS.TRANS_FUNC",
+            "BasicBlockWithGN",
+            "MODEL.RESNETS.RES2_OUT_CHANNELS",
+            "64",
+        ]
+    )
     with pytest.raises(ValueError, match="use different norms"):
         build_backbone(cfg)

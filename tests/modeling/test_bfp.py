@@ -29,21 +29,19 @@ def test_output_shapes_equal_input_shapes(sizes, refine_type):
 
 def test_none_is_identity_plus_average_by_hand():
     # One channel, three levels 4x4 / 2x2 / 1x1, balanced at the middle one.
-    p0 = torch.tensor([[1.0, 2.0, 0.0, 0.0],
-                       [3.0, 4.0, 0.0, -1.0],
-                       [5.0, 0.0, 2.0, 2.0],
-                       [0.0, 0.0, 2.0, 6.0]])
-    p1 = torch.tensor([[1.0, -2.0],
-                       [0.0, 3.0]])
+    p0 = torch.tensor(
+        [[1.0, 2.0, 0.0, 0.0], [3.0, 4.0, 0.0, -1.0], [5.0, 0.0, 2.0, 2.0], [0.0, 0.0, 2.0, 6.0]]
+    )
+    p1 = torch.tensor([[1.0, -2.0], [0.0, 3.0]])
     p2 = torch.tensor([[6.0]])
     bfp = BalancedFeaturePyramid(1, num_levels=3, refine_level=1, refine_type="none")
     out = bfp([p[None, None] for p in (p0, p1, p2)])
     # gather: p0 -> max of each 2x2 block [[4, 0], [5, 6]]; p1 as is; p2 -> 6 everywhere.
-    average = torch.tensor([[(4 + 1 + 6) / 3, (0 - 2 + 6) / 3],
-                            [(5 + 0 + 6) / 3, (6 + 3 + 6) / 3]])
+    average = torch.tensor([[(4 + 1 + 6) / 3, (0 - 2 + 6) / 3], [(5 + 0 + 6) / 3, (6 + 3 + 6) / 3]])
     # scatter: p0 gets each average copied over its 2x2 block, p2 the max of the average.
-    torch.testing.assert_close(out[0][0, 0], p0 + average.repeat_interleave(2, 0)
-                               .repeat_interleave(2, 1))
+    torch.testing.assert_close(
+        out[0][0, 0], p0 + average.repeat_interleave(2, 0).repeat_interleave(2, 1)
+    )
     torch.testing.assert_close(out[1][0, 0], p1 + average)
     torch.testing.assert_close(out[2][0, 0], p2 + 5.0)
 
@@ -117,7 +115,9 @@ def test_parameter_names():
         f"refine.{m}.{p}" for m in ("g", "theta", "phi", "conv_out") for p in ("weight", "bias")
     )
     assert sorted(BalancedFeaturePyramid(8, 5, 2, "conv").state_dict()) == [
-        "refine.0.bias", "refine.0.weight"]
+        "refine.0.bias",
+        "refine.0.weight",
+    ]
     assert BalancedFeaturePyramid(8, 5, 2, "none").state_dict() == {}
 
 

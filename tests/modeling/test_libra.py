@@ -25,8 +25,11 @@ from rcnn.structures.image_list import to_image_list
 CONFIGS = Path(__file__).resolve().parents[2] / "models" / "configs"
 QUICK_LIBRA = CONFIGS / "quick" / "libra_faster_rcnn_R_18_FPN_quick.yaml"
 LOSS_NAMES = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"}
-NON_LOCAL_KEYS = {f"backbone.bfp.refine.{conv}.{p}" for conv in ("g", "theta", "phi", "conv_out")
-                  for p in ("weight", "bias")}
+NON_LOCAL_KEYS = {
+    f"backbone.bfp.refine.{conv}.{p}"
+    for conv in ("g", "theta", "phi", "conv_out")
+    for p in ("weight", "bias")
+}
 
 
 def test_quick_libra_config_builds_every_part():
@@ -39,9 +42,14 @@ def test_quick_libra_config_builds_every_part():
     loss = model.roi_heads["box"].loss_evaluator
     sampler = loss.fg_bg_sampler
     assert isinstance(sampler, IoUBalancedSampler)
-    assert (sampler.batch_size_per_image, sampler.positive_fraction, sampler.neg_iou_thresh,
-            sampler.num_bins, sampler.floor_thr, sampler.floor_fraction) == (
-        128, 0.25, 0.5, 3, -1.0, 0.0)
+    assert (
+        sampler.batch_size_per_image,
+        sampler.positive_fraction,
+        sampler.neg_iou_thresh,
+        sampler.num_bins,
+        sampler.floor_thr,
+        sampler.floor_fraction,
+    ) == (128, 0.25, 0.5, 3, -1.0, 0.0)
     assert loss.box_loss.func is balanced_l1_loss
     assert loss.box_loss.keywords == {"beta": 1.0, "alpha": 0.5, "gamma": 1.5, "reduction": "sum"}
     # The RPN keeps the random sampler.
@@ -53,7 +61,8 @@ def test_plain_faster_config_has_no_libra_part():
     model = build_detection_model(load_config(str(plain)))
     assert not any(k.startswith("backbone.bfp.") for k in model.state_dict())
     assert type(model.roi_heads["box"].loss_evaluator.fg_bg_sampler) is (
-        BalancedPositiveNegativeSampler)
+        BalancedPositiveNegativeSampler
+    )
 
 
 def test_bfp_must_match_the_fpn():
@@ -75,8 +84,13 @@ def check_resnext_body(body, groups: int) -> None:
     assert (first.conv1.stride, first.conv2.stride) == ((1, 1), (2, 2))  # STRIDE_IN_1X1 False
 
 
-@pytest.mark.parametrize("name, groups", [("e2e_faster_rcnn_X_101_32x4d_FPN_1x.yaml", 32),
-                                          ("e2e_faster_rcnn_X_101_64x4d_FPN_1x.yaml", 64)])
+@pytest.mark.parametrize(
+    "name, groups",
+    [
+        ("e2e_faster_rcnn_X_101_32x4d_FPN_1x.yaml", 32),
+        ("e2e_faster_rcnn_X_101_64x4d_FPN_1x.yaml", 64),
+    ],
+)
 def test_resnext_fpn_configs_build_grouped_bodies(name, groups):
     backbone = build_backbone(load_config(str(CONFIGS / name)))
     check_resnext_body(backbone.body, groups)
@@ -95,7 +109,8 @@ def test_libra_config_on_a_resnext_base(tmp_path):
     backbone = build_backbone(cfg)
     check_resnext_body(backbone.body, 64)
     assert {f"backbone.{k}" for k in backbone.state_dict() if k.startswith("bfp.")} == (
-        NON_LOCAL_KEYS)
+        NON_LOCAL_KEYS
+    )
     box_head = build_roi_box_head(cfg, backbone.out_channels)
     assert isinstance(box_head.loss_evaluator.fg_bg_sampler, IoUBalancedSampler)
     assert box_head.loss_evaluator.fg_bg_sampler.batch_size_per_image == 512
@@ -128,20 +143,29 @@ def synthetic_set(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("libra_synth")
     generate(SyntheticSpec(train_images=8, val_images=2, width=128, height=96, seed=3), root)
     for split in ("train", "val"):
-        DatasetCatalog.register(f"libra_synth_{split}", str(img_dir(root, split)),
-                                str(ann_file(root, split)))
+        DatasetCatalog.register(
+            f"libra_synth_{split}", str(img_dir(root, split)), str(ann_file(root, split))
+        )
     return "libra_synth"
 
 
 def test_engine_trains_three_iterations_and_evaluates(synthetic_set, tmp_path):
     overrides = {
-        "MODEL.DEVICE": "cpu", "OUTPUT_DIR": str(tmp_path), "SEED": "1",
+        "MODEL.DEVICE": "cpu",
+        "OUTPUT_DIR": str(tmp_path),
+        "SEED": "1",
         "DATASETS.TRAIN": f"('{synthetic_set}_train',)",
         "DATASETS.TEST": f"('{synthetic_set}_val',)",
-        "INPUT.MIN_SIZE_TRAIN": "(96,)", "INPUT.MAX_SIZE_TRAIN": "128",
-        "INPUT.MIN_SIZE_TEST": "96", "INPUT.MAX_SIZE_TEST": "128",
-        "SOLVER.MAX_ITER": "3", "SOLVER.WARMUP_ITERS": "2", "SOLVER.CHECKPOINT_PERIOD": "0",
-        "SOLVER.BASE_LR": "0.001", "SOLVER.IMS_PER_BATCH": "2", "TEST.IMS_PER_BATCH": "2",
+        "INPUT.MIN_SIZE_TRAIN": "(96,)",
+        "INPUT.MAX_SIZE_TRAIN": "128",
+        "INPUT.MIN_SIZE_TEST": "96",
+        "INPUT.MAX_SIZE_TEST": "128",
+        "SOLVER.MAX_ITER": "3",
+        "SOLVER.WARMUP_ITERS": "2",
+        "SOLVER.CHECKPOINT_PERIOD": "0",
+        "SOLVER.BASE_LR": "0.001",
+        "SOLVER.IMS_PER_BATCH": "2",
+        "TEST.IMS_PER_BATCH": "2",
     }
     cfg = load_config(str(QUICK_LIBRA), [tok for kv in overrides.items() for tok in kv])
     session = run.start_session(cfg)

@@ -41,12 +41,15 @@ def reference_paste(mask, box, height, width, padding=1):
     h_half = (b[:, 3] - b[:, 1]) * 0.5 * scale
     x_c = (b[:, 2] + b[:, 0]) * 0.5
     y_c = (b[:, 3] + b[:, 1]) * 0.5
-    x0, y0, x1, y1 = torch.stack([x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half], 1)[
-        0
-    ].to(torch.int32).tolist()
+    x0, y0, x1, y1 = (
+        torch.stack([x_c - w_half, y_c - h_half, x_c + w_half, y_c + h_half], 1)[0]
+        .to(torch.int32)
+        .tolist()
+    )
     w, h = max(x1 - x0 + 1, 1), max(y1 - y0 + 1, 1)
-    resized = F.interpolate(padded[None, None], size=(h, w), mode="bilinear",
-                            align_corners=False)[0, 0]
+    resized = F.interpolate(padded[None, None], size=(h, w), mode="bilinear", align_corners=False)[
+        0, 0
+    ]
     image = torch.full((height, width), -1.0)
     ix0, ix1 = max(x0, 0), min(x1 + 1, width)
     iy0, iy1 = max(y0, 0), min(y1 + 1, height)
@@ -56,8 +59,9 @@ def reference_paste(mask, box, height, width, padding=1):
 
 def reference_masks(masks, boxes, height, width, padding=1):
     """[N, 1, H, W] reference values of all detections, one F.interpolate per detection."""
-    return torch.stack([reference_paste(masks[i, 0], boxes[i], height, width, padding)
-                        for i in range(len(masks))])[:, None]
+    return torch.stack(
+        [reference_paste(masks[i, 0], boxes[i], height, width, padding) for i in range(len(masks))]
+    )[:, None]
 
 
 def random_boxes(n, width, height, generator):
@@ -88,8 +92,10 @@ def test_layers_names_and_shapes():
         f"{layer}.{p}" for layer in ("conv5_mask", "mask_fcn_logits") for p in ("weight", "bias")
     }
     feats = [torch.randn(2, 8, 64 // 2**i, 64 // 2**i) for i in range(4)]
-    boxes = [BoxList(torch.tensor([[0.0, 0.0, 30.0, 40.0], [5.0, 5.0, 250.0, 200.0]]), (256, 256)),
-             BoxList(torch.tensor([[10.0, 20.0, 90.0, 60.0]]), (256, 256))]
+    boxes = [
+        BoxList(torch.tensor([[0.0, 0.0, 30.0, 40.0], [5.0, 5.0, 250.0, 200.0]]), (256, 256)),
+        BoxList(torch.tensor([[10.0, 20.0, 90.0, 60.0]]), (256, 256)),
+    ]
     x = extractor(feats, boxes)
     assert x.shape == (3, 12, 14, 14) and x.min() >= 0  # ReLU after the last conv
     assert predictor(x).shape == (3, 5, 28, 28)
@@ -111,8 +117,13 @@ def test_paste_matches_reference_pixel_for_pixel(size):
     width, height = size
     gen = torch.Generator().manual_seed(width)
     boxes = random_boxes(30, width, height, gen)
-    boxes[:3] = torch.tensor([[0.0, 0.0, width - 1, height - 1], [3.0, 3.0, 3.0, 3.0],
-                              [width - 1, 0.0, width - 1, height - 1]])
+    boxes[:3] = torch.tensor(
+        [
+            [0.0, 0.0, width - 1, height - 1],
+            [3.0, 3.0, 3.0, 3.0],
+            [width - 1, 0.0, width - 1, height - 1],
+        ]
+    )
     # Mask probabilities as the head makes them, saturated ones included.
     masks = (torch.randn(30, 1, 28, 28, generator=gen) * 8).sigmoid()
     values = reference_masks(masks, boxes, height, width)
@@ -145,8 +156,10 @@ def test_paste_other_threshold_padding_and_no_detections():
 
 def test_post_processor_picks_the_label_channel_and_pastes():
     logits = torch.randn(3, 4, 28, 28)
-    det = BoxList(torch.tensor([[0.0, 0.0, 20.0, 10.0], [5.0, 5.0, 40.0, 30.0],
-                                [1.0, 2.0, 3.0, 4.0]]), (48, 32))
+    det = BoxList(
+        torch.tensor([[0.0, 0.0, 20.0, 10.0], [5.0, 5.0, 40.0, 30.0], [1.0, 2.0, 3.0, 4.0]]),
+        (48, 32),
+    )
     det.add_field("labels", torch.tensor([2, 1, 3]))
     det.add_field("scores", torch.tensor([0.9, 0.8, 0.7]))
     empty = BoxList(torch.zeros(0, 4), (48, 32))
@@ -157,8 +170,7 @@ def test_post_processor_picks_the_label_channel_and_pastes():
     assert torch.equal(probs.get_field("mask"), expected)
     assert torch.equal(probs.get_field("scores"), det.get_field("scores"))
     pasted, pasted_empty = MaskPostProcessor(Masker(0.5, 1))(logits, [det, empty])
-    assert torch.equal(pasted.get_field("mask"),
-                       paste_masks_in_image(expected, det.bbox, 32, 48))
+    assert torch.equal(pasted.get_field("mask"), paste_masks_in_image(expected, det.bbox, 32, 48))
     assert pasted_empty.get_field("mask").shape == (0, 1, 32, 48)
 
 
@@ -185,8 +197,11 @@ def _loss(proposals, targets, logits):
 def test_mask_targets_are_the_gt_mask_cropped_to_the_proposal(mode):
     size = (80, 64)
     rects = [(20, 10, 60, 50), (2, 30, 30, 60)]
-    segm = ([rectangle_polygon(*r) for r in rects] if mode == "poly"
-            else [rectangle_rle(*r, *size) for r in rects])
+    segm = (
+        [rectangle_polygon(*r) for r in rects]
+        if mode == "poly"
+        else [rectangle_rle(*r, *size) for r in rects]
+    )
     target = _target(size, [2, 1], segm, mode)
     assert target.get_field("masks").mode == mode
     # Proposal 0 covers gt 0 shifted left by a quarter of its width; proposal 1 is gt 1's box.
@@ -212,15 +227,16 @@ def test_mask_targets_are_the_gt_mask_cropped_to_the_proposal(mode):
 def test_loss_matches_bce_on_the_gt_class_and_ignores_negatives():
     torch.manual_seed(0)
     size = (80, 64)
-    target = _target(size, [1, 3], [rectangle_polygon(20, 10, 60, 50),
-                                    [[40, 30, 79, 30, 60, 63]]])
+    target = _target(size, [1, 3], [rectangle_polygon(20, 10, 60, 50), [[40, 30, 79, 30, 60, 63]]])
     proposals = BoxList(torch.cat([target.bbox + 1.5, torch.tensor([[0.0, 0.0, 5.0, 5.0]])]), size)
     logits = torch.randn(3, 4, 28, 28, requires_grad=True)
     loss = _loss([proposals], [target], logits)
-    mask_targets = torch.stack([
-        target.get_field("masks")[i].crop_and_resize(proposals.bbox[i : i + 1], 28)[0]
-        for i in range(2)
-    ])
+    mask_targets = torch.stack(
+        [
+            target.get_field("masks")[i].crop_and_resize(proposals.bbox[i : i + 1], 28)[0]
+            for i in range(2)
+        ]
+    )
     expected = F.binary_cross_entropy_with_logits(
         torch.stack([logits[0, 1], logits[1, 3]]), mask_targets
     )
@@ -256,8 +272,9 @@ def test_no_positives_gives_a_connected_zero():
 def test_mask_head_trains_on_positives_only_and_pastes_in_eval():
     torch.manual_seed(0)
     size = (80, 64)
-    target = _target(size, [1, 2], [rectangle_polygon(20, 10, 60, 50),
-                                    rectangle_polygon(2, 30, 30, 60)])
+    target = _target(
+        size, [1, 2], [rectangle_polygon(20, 10, 60, 50), rectangle_polygon(2, 30, 30, 60)]
+    )
     proposals = BoxList(torch.cat([target.bbox + 1, torch.tensor([[50.0, 0.0, 79.0, 9.0]])]), size)
     proposals.add_field("labels", torch.tensor([1, 2, 0]))
     head = ROIMaskHead(

@@ -7,10 +7,12 @@ from rcnn.modeling.matcher import Matcher
 
 
 def test_thresholds_and_low_quality_matches():
-    iou = torch.tensor([
-        [0.9, 0.5, 0.1, 0.0, 0.2],
-        [0.1, 0.6, 0.2, 0.35, 0.0],
-    ])
+    iou = torch.tensor(
+        [
+            [0.9, 0.5, 0.1, 0.0, 0.2],
+            [0.1, 0.6, 0.2, 0.35, 0.0],
+        ]
+    )
     plain = Matcher(0.7, 0.3, allow_low_quality_matches=False)(iou)
     assert plain.tolist() == [0, -2, -1, -2, -1]
     # gt 1's best IoU is 0.6 (prediction 1): that match is restored.

@@ -71,12 +71,14 @@ def test_rpn_head_outputs(models, features):
 
 
 # One box per pyramid level under both level mappers (+1 areas or not): sides 50, 150, 300, 500.
-BOXES = torch.tensor([
-    [10.0, 10.0, 59.0, 59.0],
-    [100.0, 30.0, 249.0, 179.0],
-    [0.0, 0.0, 299.0, 219.0],
-    [-80.0, -100.0, 419.0, 399.0],
-])
+BOXES = torch.tensor(
+    [
+        [10.0, 10.0, 59.0, 59.0],
+        [100.0, 30.0, 249.0, 179.0],
+        [0.0, 0.0, 299.0, 219.0],
+        [-80.0, -100.0, 419.0, 399.0],
+    ]
+)
 
 
 def test_pooled_features_and_box_head(models, features, image):

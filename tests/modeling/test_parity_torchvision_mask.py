@@ -22,14 +22,16 @@ R50_MASK = "models/configs/e2e_mask_rcnn_R_50_FPN_1x.yaml"
 NUM_CLASSES = 5
 HEIGHT, WIDTH = 512, 640
 # Square roots of areas 40..540: P2 (< 112), P3 (< 224), P4 (< 448), P5, well inside each.
-BOXES = torch.tensor([
-    [10.3, 20.7, 50.1, 60.9],
-    [100.5, 30.2, 190.8, 110.6],
-    [5.0, 150.0, 160.0, 300.0],
-    [40.2, 10.1, 380.7, 340.4],
-    [10.0, 10.0, 600.0, 500.0],
-    [300.6, 5.4, 330.2, 80.8],
-])
+BOXES = torch.tensor(
+    [
+        [10.3, 20.7, 50.1, 60.9],
+        [100.5, 30.2, 190.8, 110.6],
+        [5.0, 150.0, 160.0, 300.0],
+        [40.2, 10.1, 380.7, 340.4],
+        [10.0, 10.0, 600.0, 500.0],
+        [300.6, 5.4, 330.2, 80.8],
+    ]
+)
 
 
 def test_mask_branch_matches_torchvision():
@@ -47,7 +49,7 @@ def test_mask_branch_matches_torchvision():
     converted = convert_torchvision_detection(tv.state_dict())
     prefix = "roi_heads.mask."
     head.load_state_dict(
-        {k[len(prefix):]: v for k, v in converted.items() if k.startswith(prefix)}, strict=True
+        {k[len(prefix) :]: v for k, v in converted.items() if k.startswith(prefix)}, strict=True
     )
 
     feats = [torch.randn(1, 256, HEIGHT // 2**i, WIDTH // 2**i) for i in range(2, 6)]

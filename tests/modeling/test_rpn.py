@@ -9,11 +9,20 @@ from rcnn.modeling.rpn.inference import RPNPostProcessor, rank_within_groups
 
 def test_cell_anchors_match_detectron():
     # The classic Faster R-CNN anchors: stride 16, sizes 128/256/512, ratios 0.5/1/2.
-    expected = torch.tensor([
-        [-84, -40, 99, 55], [-176, -88, 191, 103], [-360, -184, 375, 199],
-        [-56, -56, 71, 71], [-120, -120, 135, 135], [-248, -248, 263, 263],
-        [-36, -80, 51, 95], [-80, -168, 95, 183], [-168, -344, 183, 359],
-    ], dtype=torch.float32)
+    expected = torch.tensor(
+        [
+            [-84, -40, 99, 55],
+            [-176, -88, 191, 103],
+            [-360, -184, 375, 199],
+            [-56, -56, 71, 71],
+            [-120, -120, 135, 135],
+            [-248, -248, 263, 263],
+            [-36, -80, 51, 95],
+            [-80, -168, 95, 183],
+            [-168, -344, 183, 359],
+        ],
+        dtype=torch.float32,
+    )
     assert torch.equal(generate_anchors(16, (128, 256, 512), (0.5, 1.0, 2.0)), expected)
     # maskrcnn-benchmark's C4 default (sizes 32..512 on stride 16): ws = round(sqrt(512)) = 23.
     c4 = generate_anchors(16, (32, 64, 128, 256, 512), (0.5, 1.0, 2.0))

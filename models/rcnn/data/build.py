@@ -88,8 +88,7 @@ def _check_splits(key: str, global_batch: int, num_replicas: int) -> None:
     """Every process must get the same number of images per step."""
     if global_batch % num_replicas:
         raise ConfigError(
-            f"{key} ({global_batch}) must be divisible by the number of processes "
-            f"({num_replicas})"
+            f"{key} ({global_batch}) must be divisible by the number of processes ({num_replicas})"
         )
 
 

@@ -29,8 +29,9 @@ def balanced_l1_loss(
 ) -> torch.Tensor:
     """Element-wise balanced L1 of `pred - target`, reduced by `reduction` (none, mean, sum)."""
     if beta <= 0 or alpha <= 0 or gamma <= 0:
-        raise ValueError(f"balanced_l1_loss needs beta, alpha, gamma > 0, got {beta}, {alpha}, "
-                         f"{gamma}")
+        raise ValueError(
+            f"balanced_l1_loss needs beta, alpha, gamma > 0, got {beta}, {alpha}, {gamma}"
+        )
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction {reduction!r} is not one of {REDUCTIONS}")
     diff = (pred - target).abs()

@@ -38,9 +38,15 @@ class IoUBalancedSampler:
     when floor_thr < 0) fill the remaining quota at random, then any negative does.
     """
 
-    def __init__(self, batch_size_per_image: int, positive_fraction: float,
-                 neg_iou_thresh: float, num_bins: int = 3, floor_thr: float = -1.0,
-                 floor_fraction: float = 0.0) -> None:
+    def __init__(
+        self,
+        batch_size_per_image: int,
+        positive_fraction: float,
+        neg_iou_thresh: float,
+        num_bins: int = 3,
+        floor_thr: float = -1.0,
+        floor_fraction: float = 0.0,
+    ) -> None:
         if num_bins < 1:
             raise ValueError(f"num_bins must be >= 1, got {num_bins}")
         if not 0.0 <= floor_fraction <= 1.0:

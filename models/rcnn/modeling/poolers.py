@@ -16,8 +16,14 @@ class LevelMapper:
     """FPN paper eq. 1: level = floor(canonical_level + log2(sqrt(area) / canonical_scale + eps)),
     clamped to [k_min, k_max]; returned relative to k_min. Areas use the +1 convention."""
 
-    def __init__(self, k_min: int, k_max: int, canonical_scale: int = 224,
-                 canonical_level: int = 4, eps: float = 1e-6) -> None:
+    def __init__(
+        self,
+        k_min: int,
+        k_max: int,
+        canonical_scale: int = 224,
+        canonical_level: int = 4,
+        eps: float = 1e-6,
+    ) -> None:
         self.k_min = k_min
         self.k_max = k_max
         self.s0 = canonical_scale
@@ -34,25 +40,30 @@ class LevelMapper:
 def convert_to_roi_format(boxes: Sequence[BoxList]) -> torch.Tensor:
     """BoxLists -> rois [K, 5] of (batch index, x1, y1, x2, y2)."""
     concat_boxes = torch.cat([b.bbox for b in boxes], dim=0)
-    ids = torch.cat([
-        torch.full((len(b), 1), i, dtype=concat_boxes.dtype, device=concat_boxes.device)
-        for i, b in enumerate(boxes)
-    ])
+    ids = torch.cat(
+        [
+            torch.full((len(b), 1), i, dtype=concat_boxes.dtype, device=concat_boxes.device)
+            for i, b in enumerate(boxes)
+        ]
+    )
     return torch.cat([ids, concat_boxes], dim=1)
 
 
 class Pooler(nn.Module):
     """One ROIAlign per feature level; boxes are routed to levels by LevelMapper."""
 
-    def __init__(self, output_size: int | tuple[int, int], scales: Sequence[float],
-                 sampling_ratio: int) -> None:
+    def __init__(
+        self, output_size: int | tuple[int, int], scales: Sequence[float], sampling_ratio: int
+    ) -> None:
         super().__init__()
         if isinstance(output_size, int):
             output_size = (output_size, output_size)
         self.output_size = tuple(output_size)
         self.poolers = nn.ModuleList(
-            [ROIAlign(self.output_size, spatial_scale=s, sampling_ratio=sampling_ratio)
-             for s in scales]
+            [
+                ROIAlign(self.output_size, spatial_scale=s, sampling_ratio=sampling_ratio)
+                for s in scales
+            ]
         )
         # Levels from the scales: 1/4 -> 2, ..., 1/32 -> 5.
         lvl_min = -math.log2(scales[0])

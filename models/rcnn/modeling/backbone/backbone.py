@@ -38,7 +38,8 @@ def _resnet_fpn(cfg, depth: int) -> nn.Sequential:
     gn = cfg.MODEL.GROUP_NORM
     fpn_norm = (
         partial(group_norm, num_groups=gn.NUM_GROUPS, dim_per_group=gn.DIM_PER_GP, eps=gn.EPSILON)
-        if cfg.MODEL.FPN.USE_GN else None
+        if cfg.MODEL.FPN.USE_GN
+        else None
     )
     fpn = FPN(
         body.out_channels, cfg.MODEL.RESNETS.BACKBONE_OUT_CHANNELS, LastLevelMaxPool(), fpn_norm
@@ -46,16 +47,25 @@ def _resnet_fpn(cfg, depth: int) -> nn.Sequential:
     stages = [("body", body), ("fpn", fpn)]
     if cfg.MODEL.BFP.ON:
         # Libra R-CNN: the balanced pyramid refines the FPN's levels (C2..C5 + the P6 pool).
-        stages.append(("bfp", build_balanced_feature_pyramid(cfg, fpn.out_channels,
-                                                             len(body.out_channels) + 1)))
+        stages.append(
+            (
+                "bfp",
+                build_balanced_feature_pyramid(cfg, fpn.out_channels, len(body.out_channels) + 1),
+            )
+        )
     model = nn.Sequential(OrderedDict(stages))
     model.out_channels = fpn.out_channels
     return model
 
 
 # X-101-32x8d-FPN etc. are R-101-FPN with NUM_GROUPS / WIDTH_PER_GROUP set, as in the configs.
-for _name, _depth in (("R-18-FPN", 18), ("R-34-FPN", 34), ("R-50-FPN", 50), ("R-101-FPN", 101),
-                      ("R-152-FPN", 152)):
+for _name, _depth in (
+    ("R-18-FPN", 18),
+    ("R-34-FPN", 34),
+    ("R-50-FPN", 50),
+    ("R-101-FPN", 101),
+    ("R-152-FPN", 152),
+):
     BACKBONES.register(_name)(lambda cfg, _d=_depth: _resnet_fpn(cfg, _d))
 
 

@@ -60,8 +60,13 @@ class BalancedFeaturePyramid(nn.Module):
     has its input's shape. `refine_level` indexes the level (0 = finest) the pyramid is balanced
     at; `refine_type` is one of "non_local", "conv" (3x3 conv + ReLU), "none"."""
 
-    def __init__(self, in_channels: int, num_levels: int = 5, refine_level: int = 2,
-                 refine_type: str = "non_local") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_levels: int = 5,
+        refine_level: int = 2,
+        refine_type: str = "non_local",
+    ) -> None:
         super().__init__()
         if not 0 <= refine_level < num_levels:
             raise ValueError(f"refine_level {refine_level} must be in [0, {num_levels})")
@@ -80,8 +85,9 @@ class BalancedFeaturePyramid(nn.Module):
 
     def forward(self, features: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if len(features) != self.num_levels:
-            raise ValueError(f"BalancedFeaturePyramid built for {self.num_levels} levels got "
-                             f"{len(features)}")
+            raise ValueError(
+                f"BalancedFeaturePyramid built for {self.num_levels} levels got {len(features)}"
+            )
         size = features[self.refine_level].shape[-2:]
         gathered = [_resize(f, size, shrink=i < self.refine_level) for i, f in enumerate(features)]
         balanced = self.refine(torch.stack(gathered).mean(dim=0))
@@ -91,15 +97,20 @@ class BalancedFeaturePyramid(nn.Module):
         ]
 
 
-def build_balanced_feature_pyramid(cfg, fpn_channels: int, fpn_levels: int
-                                   ) -> BalancedFeaturePyramid:
+def build_balanced_feature_pyramid(
+    cfg, fpn_channels: int, fpn_levels: int
+) -> BalancedFeaturePyramid:
     """The pyramid of MODEL.BFP.*, checked against the FPN it follows (width, level count)."""
     bfp = cfg.MODEL.BFP
     if fpn_channels != bfp.IN_CHANNELS:
-        raise ValueError(f"MODEL.BFP.IN_CHANNELS {bfp.IN_CHANNELS} must equal the FPN width "
-                         f"(MODEL.RESNETS.BACKBONE_OUT_CHANNELS {fpn_channels})")
+        raise ValueError(
+            f"MODEL.BFP.IN_CHANNELS {bfp.IN_CHANNELS} must equal the FPN width "
+            f"(MODEL.RESNETS.BACKBONE_OUT_CHANNELS {fpn_channels})"
+        )
     if fpn_levels != bfp.NUM_LEVELS:
-        raise ValueError(f"MODEL.BFP.NUM_LEVELS {bfp.NUM_LEVELS} must equal the FPN's "
-                         f"{fpn_levels} levels")
-    return BalancedFeaturePyramid(bfp.IN_CHANNELS, bfp.NUM_LEVELS, bfp.REFINE_LEVEL,
-                                  bfp.REFINE_TYPE)
+        raise ValueError(
+            f"MODEL.BFP.NUM_LEVELS {bfp.NUM_LEVELS} must equal the FPN's {fpn_levels} levels"
+        )
+    return BalancedFeaturePyramid(
+        bfp.IN_CHANNELS, bfp.NUM_LEVELS, bfp.REFINE_LEVEL, bfp.REFINE_TYPE
+    )

@@ -11,7 +11,9 @@ from torch import nn
 
 
 def _fpn_conv(
-    in_channels: int, out_channels: int, kernel: int,
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
     norm: Callable[[int], nn.Module] | None = None,
 ) -> nn.Module:
     """maskrcnn-benchmark's conv_with_kaiming_uniform: conv+bias, or conv then norm (`.0`/`.1`)."""
@@ -33,9 +35,13 @@ class LastLevelMaxPool(nn.Module):
 class FPN(nn.Module):
     """Top-down pathway with lateral connections; returns finest level first."""
 
-    def __init__(self, in_channels_list: Sequence[int], out_channels: int,
-                 top_blocks: nn.Module | None = None,
-                 norm: Callable[[int], nn.Module] | None = None) -> None:
+    def __init__(
+        self,
+        in_channels_list: Sequence[int],
+        out_channels: int,
+        top_blocks: nn.Module | None = None,
+        norm: Callable[[int], nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self.inner_blocks: list[str] = []
         self.layer_blocks: list[str] = []

@@ -21,8 +21,9 @@ from rcnn.modeling.registry import RESNET_BLOCKS, RESNET_STEMS
 Norm = Callable[[int], nn.Module]
 
 
-def group_norm(channels: int, num_groups: int = 32, dim_per_group: int = -1,
-               eps: float = 1e-5) -> nn.GroupNorm:
+def group_norm(
+    channels: int, num_groups: int = 32, dim_per_group: int = -1, eps: float = 1e-5
+) -> nn.GroupNorm:
     """maskrcnn-benchmark's GN rule: a fixed group count, or a fixed width per group."""
     groups = channels // dim_per_group if dim_per_group > 0 else min(num_groups, channels)
     return nn.GroupNorm(groups, channels, eps=eps)
@@ -46,10 +47,25 @@ STAGE_SPECS: dict[int, tuple[StageSpec, ...]] = {
 }
 
 
-def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1, padding: int = 0,
-          dilation: int = 1, groups: int = 1) -> nn.Conv2d:
-    conv = nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=padding, dilation=dilation,
-                     groups=groups, bias=False)
+def _conv(
+    in_ch: int,
+    out_ch: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int = 0,
+    dilation: int = 1,
+    groups: int = 1,
+) -> nn.Conv2d:
+    conv = nn.Conv2d(
+        in_ch,
+        out_ch,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=False,
+    )
     # maskrcnn-benchmark's init for body convs (only matters when training from scratch).
     nn.init.kaiming_uniform_(conv.weight, a=1)
     return conv
@@ -62,8 +78,15 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor) -> torch.Tensor
         return norm(conv(x))
     scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
     shift = norm.bias - norm.running_mean * scale
-    return F.conv2d(x, conv.weight * scale.view(-1, 1, 1, 1), shift, conv.stride, conv.padding,
-                    conv.dilation, conv.groups)
+    return F.conv2d(
+        x,
+        conv.weight * scale.view(-1, 1, 1, 1),
+        shift,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+    )
 
 
 def _residual(x: torch.Tensor, downsample: nn.Module | None) -> torch.Tensor:
@@ -95,9 +118,17 @@ class Bottleneck(nn.Module):
     """1x1 -> 3x3 (grouped for ResNeXt) -> 1x1 with a residual; stride in the 1x1 (MSRA/Caffe2
     weights, `stride_in_1x1`) or in the 3x3 (torchvision/FB weights)."""
 
-    def __init__(self, in_channels: int, bottleneck_channels: int, out_channels: int,
-                 num_groups: int = 1, stride_in_1x1: bool = True, stride: int = 1,
-                 dilation: int = 1, norm: Norm = FrozenBatchNorm2d) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        bottleneck_channels: int,
+        out_channels: int,
+        num_groups: int = 1,
+        stride_in_1x1: bool = True,
+        stride: int = 1,
+        dilation: int = 1,
+        norm: Norm = FrozenBatchNorm2d,
+    ) -> None:
         super().__init__()
         # With dilation the spatial stride is dropped, as in maskrcnn-benchmark.
         self.downsample = _downsample(
@@ -108,8 +139,15 @@ class Bottleneck(nn.Module):
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = _conv(in_channels, bottleneck_channels, 1, stride=stride_1x1)
         self.bn1 = norm(bottleneck_channels)
-        self.conv2 = _conv(bottleneck_channels, bottleneck_channels, 3, stride=stride_3x3,
-                           padding=dilation, dilation=dilation, groups=num_groups)
+        self.conv2 = _conv(
+            bottleneck_channels,
+            bottleneck_channels,
+            3,
+            stride=stride_3x3,
+            padding=dilation,
+            dilation=dilation,
+            groups=num_groups,
+        )
         self.bn2 = norm(bottleneck_channels)
         self.conv3 = _conv(bottleneck_channels, out_channels, 1)
         self.bn3 = norm(out_channels)
@@ -128,9 +166,17 @@ class Bottleneck(nn.Module):
 class BasicBlock(nn.Module):
     """Two 3x3 convs with a residual (ResNet-18/34); stride in the first conv."""
 
-    def __init__(self, in_channels: int, bottleneck_channels: int, out_channels: int,
-                 num_groups: int = 1, stride_in_1x1: bool = True, stride: int = 1,
-                 dilation: int = 1, norm: Norm = FrozenBatchNorm2d) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        bottleneck_channels: int,
+        out_channels: int,
+        num_groups: int = 1,
+        stride_in_1x1: bool = True,
+        stride: int = 1,
+        dilation: int = 1,
+        norm: Norm = FrozenBatchNorm2d,
+    ) -> None:
         super().__init__()
         if num_groups != 1:
             raise ValueError("BasicBlock supports MODEL.RESNETS.NUM_GROUPS 1 only")
@@ -139,8 +185,9 @@ class BasicBlock(nn.Module):
         )
         if dilation > 1:
             stride = 1
-        self.conv1 = _conv(in_channels, out_channels, 3, stride=stride, padding=dilation,
-                           dilation=dilation)
+        self.conv1 = _conv(
+            in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation
+        )
         self.bn1 = norm(out_channels)
         self.conv2 = _conv(out_channels, out_channels, 3, padding=dilation, dilation=dilation)
         self.bn2 = norm(out_channels)
@@ -160,11 +207,20 @@ class ResNet(nn.Module):
     `num_groups * width_per_group * 2**(i-1)` bottleneck channels.
     """
 
-    def __init__(self, stage_specs: Sequence[StageSpec], block: type[nn.Module],
-                 stem_out_channels: int = 64, res2_out_channels: int = 256, num_groups: int = 1,
-                 width_per_group: int = 64, stride_in_1x1: bool = True, res5_dilation: int = 1,
-                 freeze_at: int = 2, norm: Norm = FrozenBatchNorm2d,
-                 stem: type[nn.Module] = Stem) -> None:
+    def __init__(
+        self,
+        stage_specs: Sequence[StageSpec],
+        block: type[nn.Module],
+        stem_out_channels: int = 64,
+        res2_out_channels: int = 256,
+        num_groups: int = 1,
+        width_per_group: int = 64,
+        stride_in_1x1: bool = True,
+        res5_dilation: int = 1,
+        freeze_at: int = 2,
+        norm: Norm = FrozenBatchNorm2d,
+        stem: type[nn.Module] = Stem,
+    ) -> None:
         super().__init__()
         self.stem = stem(stem_out_channels, norm=norm)
         in_channels = stem_out_channels
@@ -176,11 +232,18 @@ class ResNet(nn.Module):
             blocks = []
             for i in range(spec.block_count):
                 first_stride = 2 if spec.index > 1 else 1
-                blocks.append(block(in_channels, num_groups * width_per_group * factor,
-                                    out_channels, num_groups=num_groups,
-                                    stride_in_1x1=stride_in_1x1,
-                                    stride=first_stride if i == 0 else 1, dilation=dilation,
-                                    norm=norm))
+                blocks.append(
+                    block(
+                        in_channels,
+                        num_groups * width_per_group * factor,
+                        out_channels,
+                        num_groups=num_groups,
+                        stride_in_1x1=stride_in_1x1,
+                        stride=first_stride if i == 0 else 1,
+                        dilation=dilation,
+                        norm=norm,
+                    )
+                )
                 in_channels = out_channels
             name = f"layer{spec.index}"
             self.add_module(name, nn.Sequential(*blocks))
@@ -211,8 +274,9 @@ RESNET_STEMS.register("StemWithGN")(Stem)
 NORM_OF = {"BottleneckWithGN": "gn", "BasicBlockWithGN": "gn", "StemWithGN": "gn"}
 
 
-def make_norm(trans_func: str, stem_func: str, num_groups: int, dim_per_group: int,
-              eps: float) -> Norm:
+def make_norm(
+    trans_func: str, stem_func: str, num_groups: int, dim_per_group: int, eps: float
+) -> Norm:
     """Frozen BN unless the config names GN blocks or stem (mixing the two is refused)."""
     kinds = {NORM_OF.get(trans_func, "frozen_bn"), NORM_OF.get(stem_func, "frozen_bn")}
     if len(kinds) > 1:

@@ -14,8 +14,10 @@ def build_detection_model(cfg) -> GeneralizedRCNN:
     """Backbone, RPN and ROI heads from cfg.MODEL.*; the only place that reads the config."""
     arch = cfg.MODEL.META_ARCHITECTURE
     if arch not in _DETECTION_META_ARCHITECTURES:
-        raise ValueError(f"MODEL.META_ARCHITECTURE {arch!r} unknown; known: "
-                         f"{sorted(_DETECTION_META_ARCHITECTURES)}")
+        raise ValueError(
+            f"MODEL.META_ARCHITECTURE {arch!r} unknown; known: "
+            f"{sorted(_DETECTION_META_ARCHITECTURES)}"
+        )
     if cfg.MODEL.RETINANET_ON:
         raise ValueError("MODEL.RETINANET_ON is not supported")
     backbone = build_backbone(cfg)

@@ -75,18 +75,25 @@ class RPNLossComputation:
         # Regression targets only for the sampled positives (the only ones the loss reads).
         pos_img, pos_anchor = torch.stack(pos_masks).nonzero(as_tuple=True)
         gt_boxes = torch.cat(
-            [t.convert("xyxy").bbox[m[p].clamp(min=0)]
-             for t, m, p in zip(targets, matched, pos_masks, strict=True)]
+            [
+                t.convert("xyxy").bbox[m[p].clamp(min=0)]
+                for t, m, p in zip(targets, matched, pos_masks, strict=True)
+            ]
         )
         regression_targets = self.box_coder.encode(gt_boxes, all_anchors[pos_anchor])
 
         obj, reg = flatten_rpn_outputs(objectness, box_regression)
         sampled = torch.stack(pos_masks) | torch.stack(neg_masks)
         num_sampled = max(int(sampled.sum()), 1)
-        box_loss = smooth_l1_loss(
-            reg[pos_img, pos_anchor], regression_targets, beta=self.smooth_l1_beta,
-            size_average=False,
-        ) / num_sampled
+        box_loss = (
+            smooth_l1_loss(
+                reg[pos_img, pos_anchor],
+                regression_targets,
+                beta=self.smooth_l1_beta,
+                size_average=False,
+            )
+            / num_sampled
+        )
         objectness_loss = F.binary_cross_entropy_with_logits(
             obj[sampled], torch.stack(labels)[sampled]
         )

@@ -66,13 +66,15 @@ class RPN(nn.Module):
         objectness, rpn_box_regression = self.head(features)
         anchors = self.anchor_generator(features)
         if not self.training:
-            boxes = self.box_selector_test(anchors, objectness, rpn_box_regression,
-                                           images.image_sizes)
+            boxes = self.box_selector_test(
+                anchors, objectness, rpn_box_regression, images.image_sizes
+            )
             return boxes, {}
         if targets is None:
             raise ValueError("the RPN needs targets in training mode")
-        boxes = self.box_selector_train(anchors, objectness, rpn_box_regression,
-                                        images.image_sizes, targets)
+        boxes = self.box_selector_train(
+            anchors, objectness, rpn_box_regression, images.image_sizes, targets
+        )
         all_anchors = torch.cat(anchors, 0)
         visibility = [self.anchor_generator.visibility(all_anchors, s) for s in images.image_sizes]
         loss_objectness, loss_rpn_box_reg = self.loss_evaluator(
@@ -89,13 +91,18 @@ def build_rpn(cfg, in_channels: int) -> RPN:
     box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))
     selector_args = {"nms_thresh": rpn.NMS_THRESH, "min_size": rpn.MIN_SIZE, "box_coder": box_coder}
     train = RPNPostProcessor(
-        rpn.PRE_NMS_TOP_N_TRAIN, rpn.POST_NMS_TOP_N_TRAIN,
+        rpn.PRE_NMS_TOP_N_TRAIN,
+        rpn.POST_NMS_TOP_N_TRAIN,
         fpn_post_nms_top_n=rpn.FPN_POST_NMS_TOP_N_TRAIN,
-        fpn_post_nms_per_batch=rpn.FPN_POST_NMS_PER_BATCH, add_gt=True, **selector_args,
+        fpn_post_nms_per_batch=rpn.FPN_POST_NMS_PER_BATCH,
+        add_gt=True,
+        **selector_args,
     )
     test = RPNPostProcessor(
-        rpn.PRE_NMS_TOP_N_TEST, rpn.POST_NMS_TOP_N_TEST,
-        fpn_post_nms_top_n=rpn.FPN_POST_NMS_TOP_N_TEST, **selector_args,
+        rpn.PRE_NMS_TOP_N_TEST,
+        rpn.POST_NMS_TOP_N_TEST,
+        fpn_post_nms_top_n=rpn.FPN_POST_NMS_TOP_N_TEST,
+        **selector_args,
     )
     loss = RPNLossComputation(
         Matcher(rpn.FG_IOU_THRESHOLD, rpn.BG_IOU_THRESHOLD, allow_low_quality_matches=True),

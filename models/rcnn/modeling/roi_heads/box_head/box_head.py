@@ -69,8 +69,9 @@ def build_roi_box_head(cfg, in_channels: int) -> ROIBoxHead:
     predictor = ROI_BOX_PREDICTOR[bh.PREDICTOR](cfg, feature_extractor.out_channels)
     box_coder = BoxCoder(weights=tuple(rh.BBOX_REG_WEIGHTS))
     agnostic = cfg.MODEL.CLS_AGNOSTIC_BBOX_REG
-    post_processor = PostProcessor(rh.SCORE_THRESH, rh.NMS, rh.DETECTIONS_PER_IMG, box_coder,
-                                   agnostic)
+    post_processor = PostProcessor(
+        rh.SCORE_THRESH, rh.NMS, rh.DETECTIONS_PER_IMG, box_coder, agnostic
+    )
     loss_evaluator = FastRCNNLossComputation(
         Matcher(rh.FG_IOU_THRESHOLD, rh.BG_IOU_THRESHOLD, allow_low_quality_matches=False),
         _build_sampler(rh),
@@ -87,8 +88,14 @@ def _build_sampler(rh) -> BalancedPositiveNegativeSampler | IoUBalancedSampler:
         return BalancedPositiveNegativeSampler(rh.BATCH_SIZE_PER_IMAGE, rh.POSITIVE_FRACTION)
     iou = rh.IOU_BALANCED
     # Negatives are the proposals below BG_IOU_THRESHOLD, so the bins end there.
-    return IoUBalancedSampler(rh.BATCH_SIZE_PER_IMAGE, rh.POSITIVE_FRACTION, rh.BG_IOU_THRESHOLD,
-                              iou.NUM_BINS, iou.FLOOR_THR, iou.FLOOR_FRACTION)
+    return IoUBalancedSampler(
+        rh.BATCH_SIZE_PER_IMAGE,
+        rh.POSITIVE_FRACTION,
+        rh.BG_IOU_THRESHOLD,
+        iou.NUM_BINS,
+        iou.FLOOR_THR,
+        iou.FLOOR_FRACTION,
+    )
 
 
 def _build_box_loss(bh) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:

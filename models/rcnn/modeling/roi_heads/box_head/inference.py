@@ -57,8 +57,9 @@ class PostProcessor:
             torch.arange(len(boxes), device=concat_boxes.device),
             torch.tensor(counts, device=concat_boxes.device),
         )
-        sizes = torch.tensor([b.size for b in boxes], dtype=proposals.dtype,
-                             device=proposals.device)
+        sizes = torch.tensor(
+            [b.size for b in boxes], dtype=proposals.dtype, device=proposals.device
+        )
         max_xy = (sizes - TO_REMOVE).repeat(1, 2)[image_idx][:, None, :]
         proposals = torch.minimum(proposals.clamp(min=0), max_xy)
 

@@ -49,8 +49,11 @@ class FastRCNNLossComputation:
         labels[matched_idxs == Matcher.BELOW_LOW_THRESHOLD] = 0
         labels[matched_idxs == Matcher.BETWEEN_THRESHOLDS] = -1
         # The IoU-balanced sampler bins negatives by their best IoU with any ground truth.
-        max_ious = (match_quality.max(dim=0).values if len(target)
-                    else match_quality.new_zeros(len(proposal)))
+        max_ious = (
+            match_quality.max(dim=0).values
+            if len(target)
+            else match_quality.new_zeros(len(proposal))
+        )
         return labels, matched_idxs, max_ious
 
     @torch.no_grad()
@@ -64,7 +67,8 @@ class FastRCNNLossComputation:
         # Only the IoU-balanced sampler needs the best IoUs and the matched ground truths.
         if isinstance(self.fg_bg_sampler, IoUBalancedSampler):
             pos_masks, neg_masks = self.fg_bg_sampler(
-                per_image_labels, [ious for _, _, ious in prepared],
+                per_image_labels,
+                [ious for _, _, ious in prepared],
                 [matched for _, matched, _ in prepared],
             )
         else:
@@ -78,8 +82,9 @@ class FastRCNNLossComputation:
             gt = target.convert("xyxy").bbox
             matched_boxes = gt[matched[idx].clamp(min=0)] if len(target) else proposal.bbox
             proposal.add_field("labels", labels[idx])
-            proposal.add_field("regression_targets",
-                               self.box_coder.encode(matched_boxes, proposal.bbox))
+            proposal.add_field(
+                "regression_targets", self.box_coder.encode(matched_boxes, proposal.bbox)
+            )
             sampled.append(proposal)
         return sampled
 
@@ -98,7 +103,8 @@ class FastRCNNLossComputation:
         cols = torch.as_tensor(first, device=labels.device).reshape(-1, 1) + torch.arange(
             4, device=labels.device
         )
-        box_loss = self.box_loss(
-            box_regression[pos[:, None], cols], regression_targets[pos]
-        ) / labels.numel()
+        box_loss = (
+            self.box_loss(box_regression[pos[:, None], cols], regression_targets[pos])
+            / labels.numel()
+        )
         return classification_loss, box_loss

@@ -81,13 +81,15 @@ def _paste_chunk(
     base = torch.arange(c, device=padded.device) * size
     horiz = by_col.index_select(0, (base[:, None] + tx0).view(-1)).view(c, grid_w, size)
     horiz.mul_(wx0[:, :, None]).add_(
-        by_col.index_select(0, (base[:, None] + tx1).view(-1)).view(c, grid_w, size)
+        by_col.index_select(0, (base[:, None] + tx1).view(-1))
+        .view(c, grid_w, size)
         .mul_(wx1[:, :, None])
     )
     horiz = horiz.transpose(1, 2).reshape(c * size, grid_w)
     # Height pass over the stacked crop rows: row r of detection d is image row top[d] + r.
-    det = torch.repeat_interleave(torch.arange(c, device=padded.device), crop_h,
-                                  output_size=int(crop_h.sum()))
+    det = torch.repeat_interleave(
+        torch.arange(c, device=padded.device), crop_h, output_size=int(crop_h.sum())
+    )
     row = torch.arange(det.numel(), device=padded.device) - (crop_h.cumsum(0) - crop_h)[det]
     ty0, ty1, wy0, wy1 = _linear_taps(top[det] - y0[det] + row, box_h[det], size)
     value = horiz.index_select(0, base[det] + ty0)
@@ -158,10 +160,16 @@ class Masker:
         results = []
         for mask, box in zip(masks, boxes, strict=True):
             width, height = box.size
-            results.append(paste_masks_in_image(
-                mask, box.convert("xyxy").bbox, int(height), int(width), self.threshold,
-                self.padding,
-            ))
+            results.append(
+                paste_masks_in_image(
+                    mask,
+                    box.convert("xyxy").bbox,
+                    int(height),
+                    int(width),
+                    self.threshold,
+                    self.padding,
+                )
+            )
         return results
 
 

@@ -28,22 +28,29 @@ class MaskRCNNLossComputation:
         labels, mask_targets = [], []
         for proposal, target in zip(proposals, targets, strict=True):
             if not target.has_field("masks"):
-                raise ValueError("MODEL.MASK_ON: every training target needs a 'masks' field "
-                                 "(load the dataset with masks)")
+                raise ValueError(
+                    "MODEL.MASK_ON: every training target needs a 'masks' field "
+                    "(load the dataset with masks)"
+                )
             masks = target.get_field("masks")
             if tuple(masks.size) != tuple(target.size):
-                raise ValueError(f"target masks are for an image of size {masks.size}, its boxes "
-                                 f"for {target.size}: transform masks together with the boxes")
+                raise ValueError(
+                    f"target masks are for an image of size {masks.size}, its boxes "
+                    f"for {target.size}: transform masks together with the boxes"
+                )
             proposal = proposal.convert("xyxy")
             matched = self.proposal_matcher(boxlist_iou(target.convert("xyxy"), proposal))
             gt_labels = target.get_field("labels").to(torch.int64)
-            image_labels = (gt_labels[matched.clamp(min=0)] if len(target)
-                            else torch.zeros_like(matched))
+            image_labels = (
+                gt_labels[matched.clamp(min=0)] if len(target) else torch.zeros_like(matched)
+            )
             image_labels[matched < 0] = 0
             positive = torch.nonzero(image_labels > 0).squeeze(1)
-            mask_targets.append(masks[matched[positive]].crop_and_resize(
-                proposal.bbox[positive], self.discretization_size
-            ))
+            mask_targets.append(
+                masks[matched[positive]].crop_and_resize(
+                    proposal.bbox[positive], self.discretization_size
+                )
+            )
             labels.append(image_labels)
         return torch.cat(labels), torch.cat(mask_targets)
 
