@@ -4,6 +4,7 @@ from rcnn.checkpoint import CheckpointError
 from rcnn.config import ConfigError, DatasetCatalogError
 from rcnn.data import DataError
 from rcnn.device import DeviceError
+from rcnn.layers.dispatch import KernelUnavailableError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
@@ -11,4 +12,5 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     DataError,
     DeviceError,
     CheckpointError,
+    KernelUnavailableError,
 )

@@ -209,5 +209,6 @@ def test_txt_list_bad_lines(make_set) -> None:
     assert f"image 4 ({train / 'train_000003.jpg'}): box '1,1,9' is not x1,y1,x2,y2,class" in (
         message
     )
-    ds = TxtListDataset(*args, on_bad_data="skip")
-    assert ds.num_bad == 4 and len(ds) == 0  # every line lost its only box or its image
+    # every line lost its only box or its image: a set of no image is refused, not trained on
+    with pytest.raises(DataError, match=r"no image left to use \(3 listed: 3 without usable"):
+        TxtListDataset(*args, on_bad_data="skip")

@@ -12,6 +12,8 @@ load unchanged. Keys this project adds are marked ``# rcnn-bench:`` where they a
   ``MODEL.ROI_BOX_HEAD.LOSS``, ``MODEL.ROI_BOX_HEAD.BALANCED_L1``: Libra R-CNN; the defaults
   switch all of it off, so the detector is plain Faster/Mask R-CNN.
 - ``DATASETS.ON_BAD_DATA``: ``reject`` (stop before training) | ``skip`` (drop, count, warn).
+- ``DATASETS.BOXES_OUTSIDE_IMAGE``: ``clip`` (clip, count, warn) | ``reject`` (a bad item).
+- ``DATASETS.ALLOW_ABSOLUTE_PATHS``: read image paths outside the data root (off: refused).
 - ``SOLVER.TARGET_BBOX_AP``: stop training once bbox AP reaches it (0.0 = off).
 - ``SEED``: seed of every RNG the run uses.
 - ``MODEL.BACKBONE.CONV_BODY`` also takes ``R-18-FPN`` and ``R-34-FPN`` (BasicBlock bodies,
@@ -73,6 +75,10 @@ _C.DATASETS.TEST = ()
 _C.DATASETS.ON_BAD_DATA = "reject"
 
 # ---------------------------------------------------------------------------------------------
+# rcnn-bench: a box extending past its image is clipped (counted in a warning) or a bad item
+_C.DATASETS.BOXES_OUTSIDE_IMAGE = "clip"
+# rcnn-bench: read image paths that are absolute or lead out of the data root ('..', symlinks)
+_C.DATASETS.ALLOW_ABSOLUTE_PATHS = False
 # DATALOADER
 # ---------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()
@@ -325,6 +331,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "DATASETS.ON_BAD_DATA": ("reject", "skip"),
     "MODEL.ROI_HEADS.SAMPLER": ("random", "iou_balanced"),
     "MODEL.ROI_BOX_HEAD.LOSS": ("smooth_l1", "balanced_l1"),
+    "DATASETS.BOXES_OUTSIDE_IMAGE": ("clip", "reject"),
     "MODEL.BFP.REFINE_TYPE": ("non_local", "conv", "none"),
     "SOLVER.WARMUP_METHOD": ("constant", "linear"),
 }

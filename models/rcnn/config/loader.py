@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from yacs.config import CfgNode
 
+from rcnn.config.checks import config_problem
 from rcnn.config.defaults import _C, CHOICES, RENAMED_KEYS
 
 BASE_KEY = "_BASE_"
@@ -202,3 +203,8 @@ def _finalize(cfg: CfgNode, origins: dict[str, str]) -> None:
         if value not in allowed:
             source = origins.get(key, "defaults")
             raise ConfigError(f"{source}: {key} must be one of {', '.join(allowed)}; got {value!r}")
+    problem = config_problem(
+        origins, lambda k: _lookup(cfg, k, "config"), lambda k: _lookup(_C, k, "defaults")
+    )
+    if problem:
+        raise ConfigError(problem)

@@ -47,6 +47,8 @@ def make_dataset(
     is_train: bool = True,
     on_bad_data: str = "reject",
     with_masks: bool = False,
+    box_policy: str = "clip",
+    allow_absolute_paths: bool = False,
 ) -> Dataset:
     """A dataset from a catalog name or a spec {"factory": ..., "args": {...}} like the
     catalog's answer; training drops images without annotations, as maskrcnn-benchmark."""
@@ -56,7 +58,11 @@ def make_dataset(
         raise ValueError(f"unknown dataset factory {factory!r}; known: {', '.join(FACTORIES)}")
     args = dict(spec.get("args", {}))
     args.update(
-        remove_images_without_annotations=is_train, transforms=transforms, on_bad_data=on_bad_data
+        remove_images_without_annotations=is_train,
+        transforms=transforms,
+        on_bad_data=on_bad_data,
+        box_policy=box_policy,
+        allow_absolute_paths=allow_absolute_paths,
     )
     if factory in WITH_MASKS:
         args["with_masks"] = with_masks
@@ -69,10 +75,32 @@ def build_datasets(cfg: CfgNode, is_train: bool) -> list[Dataset]:
         key = "DATASETS.TRAIN" if is_train else "DATASETS.TEST"
         raise ValueError(f"{key} is empty: name at least one dataset (see the paths catalog)")
     transforms = build_transforms(cfg, is_train)
-    return [
-        make_dataset(name, transforms, is_train, cfg.DATASETS.ON_BAD_DATA, cfg.MODEL.MASK_ON)
+    data = cfg.DATASETS
+    datasets = [
+        make_dataset(
+            name,
+            transforms,
+            is_train,
+            data.ON_BAD_DATA,
+            cfg.MODEL.MASK_ON,
+            data.BOXES_OUTSIDE_IMAGE,
+            data.ALLOW_ABSOLUTE_PATHS,
+        )
         for name in names
     ]
+    for name, dataset in zip(names, datasets, strict=True):
+        _check_classes(cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES, name, dataset)
+    return datasets
+
+
+def _check_classes(num_classes: int, name: str, dataset: Dataset) -> None:
+    """The box head needs a logit per category of the data, plus background."""
+    categories = getattr(dataset, "categories", None)
+    if categories is not None and len(categories) + 1 > num_classes:
+        raise ConfigError(
+            f"MODEL.ROI_BOX_HEAD.NUM_CLASSES {num_classes} is too small for dataset {name}: "
+            f"it has {len(categories)} categories, so set it to at least {len(categories) + 1}"
+        )
 
 
 def aspect_group_ids(dataset: Dataset) -> list[int]:

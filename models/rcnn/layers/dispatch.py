@@ -18,6 +18,8 @@ from types import ModuleType
 
 import torch
 
+from rcnn.config.loader import ConfigError
+
 from . import native
 from .precision import autocast_off
 from .preflight_cases import CASES
@@ -53,7 +55,7 @@ def load_kernels() -> ModuleType:
 def mode() -> str:
     value = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if value not in MODES:
-        raise ValueError(f"{ENV}={value!r} is not one of {', '.join(MODES)}")
+        raise ConfigError(f"environment: {ENV}={value!r} is not one of {', '.join(MODES)}")
     return value
 
 

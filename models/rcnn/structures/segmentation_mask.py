@@ -36,7 +36,10 @@ def check_polygons(polygons: Polygons, size: tuple[int, int]) -> None:
         raise MaskError("empty polygon list")
     total = 0.0
     for poly in polygons:
-        flat = np.asarray(poly, dtype=np.float64).reshape(-1)
+        try:
+            flat = np.asarray(poly, dtype=np.float64).reshape(-1)
+        except (ValueError, TypeError):
+            raise MaskError(f"polygon has a non-numeric coordinate: {str(poly)[:60]}") from None
         if flat.size < 6 or flat.size % 2:
             raise MaskError(f"polygon needs >= 3 (x, y) points, got {flat.size} coordinates")
         if not np.isfinite(flat).all():
@@ -56,8 +59,45 @@ def check_rle(rle: dict, size: tuple[int, int]) -> None:
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise MaskError("RLE must be a dict with 'size' and 'counts'")
     w, h = size
-    if list(rle["size"]) != [h, w]:
-        raise MaskError(f"RLE size (h, w) {list(rle['size'])} does not match the image {[h, w]}")
+    shape, counts = rle["size"], rle["counts"]
+    if not isinstance(shape, list | tuple) or list(shape) != [h, w]:
+        raise MaskError(f"RLE size (h, w) {shape!r} does not match the image {[h, w]}")
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            raise MaskError("RLE counts must be non-negative integers")
+        total = sum(counts)
+    elif isinstance(counts, str | bytes):
+        text = counts.decode("ascii", "replace") if isinstance(counts, bytes) else counts
+        total = _compressed_total(text)
+    else:
+        raise MaskError(f"RLE counts must be a list or a compressed string, got {type(counts)}")
+    if total != h * w:
+        raise MaskError(f"RLE counts cover {total} pixels, the {w}x{h} image has {h * w}")
+
+
+def _compressed_total(text: str) -> int:
+    """Pixels covered by COCO's compressed RLE string (6-bit groups, delta-coded from the 3rd)."""
+    counts: list[int] = []
+    pos = 0
+    while pos < len(text):
+        value, shift, more = 0, 0, True
+        while more:
+            if pos >= len(text):
+                raise MaskError("RLE counts string ends inside a number")
+            char = ord(text[pos]) - 48
+            if not 0 <= char < 64:
+                raise MaskError(f"RLE counts string has an invalid character {text[pos]!r}")
+            value |= (char & 0x1F) << (5 * shift)
+            more = bool(char & 0x20)
+            pos, shift = pos + 1, shift + 1
+            if not more and char & 0x10:
+                value |= -1 << (5 * shift)
+        if len(counts) > 2:
+            value += counts[-2]
+        if value < 0:
+            raise MaskError("RLE counts string decodes to a negative run")
+        counts.append(value)
+    return sum(counts)
 
 
 def check_segmentation(segm: Any, size: tuple[int, int]) -> None:
@@ -306,10 +346,16 @@ class SegmentationMask:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
-    def to(self, device: torch.device | str) -> SegmentationMask:
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> SegmentationMask:
         if self.mode == "mask":
-            return SegmentationMask(self.masks.to(device), self.size, "mask")
+            masks = self.masks.to(device, non_blocking=non_blocking)
+            return SegmentationMask(masks, self.size, "mask")
         return self  # polygons stay on the host: they are rasterised there
+
+    def pin_memory(self) -> SegmentationMask:
+        if self.mode == "mask":
+            return SegmentationMask(self.masks.pin_memory(), self.size, "mask")
+        return self
 
     def __repr__(self) -> str:
         return (

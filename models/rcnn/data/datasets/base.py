@@ -21,12 +21,16 @@ from pycocotools.coco import COCO
 
 from rcnn.data.datasets.bad_data import MAX_LISTED, BadItem, DataError, settle_bad_items
 from rcnn.data.datasets.image_io import load_rgb, probe_images
-from rcnn.structures.bounding_box import BoxList
+from rcnn.data.datasets.paths import image_path
+from rcnn.structures.bounding_box import TO_REMOVE, BoxList
 from rcnn.structures.segmentation_mask import MaskError, SegmentationMask, check_segmentation
 
 logger = logging.getLogger(__name__)
 
 Transforms = Callable[[Image.Image, BoxList], tuple[Any, BoxList]]
+BOX_POLICIES = ("clip", "reject")
+# pixels a box may extend past an edge before it counts (float rounding in real COCO boxes)
+OUTSIDE_TOLERANCE = 1.0
 
 
 def coco_from_dict(dataset: dict) -> COCO:
@@ -45,15 +49,49 @@ def has_valid_annotation(anno: Sequence[dict]) -> bool:
     return not all(any(o <= 1 for o in obj["bbox"][2:]) for obj in anno)
 
 
-def _annotation_problem(ann: dict, size: tuple[int, int], cats: dict, with_masks: bool) -> str:
-    """Why an annotation cannot be trained on, or "" when it is fine."""
-    bbox = ann.get("bbox")
+def _box_problem(bbox: Any) -> str:
+    """Why `bbox` is not an (x, y, w, h) box of positive size, or "" when it is one."""
     if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
         return f"malformed bbox {bbox!r}"
     if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in bbox):
         return f"non-finite bbox {bbox}"
     if bbox[2] <= 0 or bbox[3] <= 0:
         return f"box with non-positive size (x, y, w, h) {bbox}"
+    return ""
+
+
+def box_outside(bbox: Sequence[float], size: tuple[int, int]) -> str:
+    """ "outside" when no pixel of the (x, y, w, h) box is in the image, "past" when it extends
+    more than OUTSIDE_TOLERANCE pixels beyond an edge, else ""."""
+    w, h = size
+    x1, y1 = bbox[0], bbox[1]
+    x2, y2 = x1 + bbox[2] - TO_REMOVE, y1 + bbox[3] - TO_REMOVE
+    cx1, cx2 = min(max(x1, 0), w - TO_REMOVE), min(max(x2, 0), w - TO_REMOVE)
+    cy1, cy2 = min(max(y1, 0), h - TO_REMOVE), min(max(y2, 0), h - TO_REMOVE)
+    if not (cx2 > cx1 and cy2 > cy1):
+        return "outside"
+    tol = OUTSIDE_TOLERANCE
+    if x1 < -tol or y1 < -tol or x2 > w - TO_REMOVE + tol or y2 > h - TO_REMOVE + tol:
+        return "past"
+    return ""
+
+
+def _annotation_problem(
+    ann: dict, size: tuple[int, int], cats: dict, with_masks: bool, box_policy: str
+) -> str:
+    """Why an annotation cannot be trained on, or "" when it is fine."""
+    bbox = ann.get("bbox")
+    problem = _box_problem(bbox)
+    if problem:
+        return problem
+    where = box_outside(bbox, size)
+    if where == "outside":
+        return f"box (x, y, w, h) {bbox} lies outside the {size[0]}x{size[1]} image"
+    if where == "past" and box_policy == "reject":
+        return (
+            f"box (x, y, w, h) {bbox} extends past the {size[0]}x{size[1]} image "
+            "(DATASETS.BOXES_OUTSIDE_IMAGE reject; set clip to clip it)"
+        )
     if ann.get("category_id") not in cats:
         return f"unknown category {ann.get('category_id')!r}"
     if with_masks:
@@ -63,6 +101,18 @@ def _annotation_problem(ann: dict, size: tuple[int, int], cats: dict, with_masks
             check_segmentation(ann["segmentation"], size)
         except MaskError as err:
             return f"bad segmentation: {err}"
+    return ""
+
+
+def _crowd_problem(ann: dict, size: tuple[int, int], with_masks: bool) -> str:
+    """Crowd regions are no target, but evaluation reads their box and (masks on) region."""
+    problem = _box_problem(ann.get("bbox"))
+    if problem or not with_masks:
+        return problem
+    try:
+        check_segmentation(ann.get("segmentation"), size)
+    except MaskError as err:
+        return f"bad crowd segmentation: {err}"
     return ""
 
 
@@ -80,10 +130,17 @@ class DetectionDataset(torch.utils.data.Dataset):
         with_masks: bool = True,
         known_bad: Sequence[BadItem] = (),
         image_sizes: dict[int, tuple[int, int] | str] | None = None,
+        box_policy: str = "clip",
+        allow_absolute_paths: bool = False,
     ) -> None:
+        if box_policy not in BOX_POLICIES:
+            raise ValueError(f"box_policy must be one of {BOX_POLICIES}, got {box_policy!r}")
         self.coco = coco
         self.root = img_dir
         self.source = source
+        self.box_policy = box_policy
+        self.allow_absolute_paths = allow_absolute_paths
+        self.clipped_boxes = 0
         self.transforms = transforms
         self.with_masks = with_masks
         self.categories = {cat["id"]: cat["name"] for cat in coco.cats.values()}
@@ -98,6 +155,7 @@ class DetectionDataset(torch.utils.data.Dataset):
         )
         settle_bad_items(bad, on_bad_data, source)
         self.bad_items = bad
+        self._check_not_empty(remove_images_without_annotations)
         self.id_to_img_map = dict(enumerate(self.ids))
 
     def _check(
@@ -109,9 +167,18 @@ class DetectionDataset(torch.utils.data.Dataset):
     ) -> tuple[list[int], dict[int, list[dict]], list[BadItem]]:
         """Probe every image and annotation once; returns kept ids, their annotations, and the
         images removed for having no usable annotation (training only)."""
-        paths = [self.path_of(i) for i in ids]
+        located = [
+            image_path(self.root, self.coco.imgs[i].get("file_name"), self.allow_absolute_paths)
+            for i in ids
+        ]
+        paths = [path for path, _ in located]
         if image_sizes is None:
-            image_sizes = dict(zip(ids, probe_images(paths), strict=True))
+            # refused paths are never opened, not even to read a header
+            probed_inside = iter(probe_images([p for p, refused in located if not refused]))
+            image_sizes = {
+                i: refused or next(probed_inside)
+                for i, (_, refused) in zip(ids, located, strict=True)
+            }
         kept, annos, empty = [], {}, []
         for img_id, path in zip(ids, paths, strict=True):
             info = self.coco.imgs[img_id]
@@ -132,15 +199,21 @@ class DetectionDataset(torch.utils.data.Dataset):
             anno = self.coco.imgToAnns.get(img_id, [])
             good, valid = [], []  # valid: crowd too, which maskrcnn-benchmark's filter counts
             for ann in anno:
-                if ann.get("iscrowd", 0):
-                    valid.append(ann)  # crowd regions are not targets, as in maskrcnn-benchmark
-                    continue
-                problem = _annotation_problem(ann, size, self.coco.cats, self.with_masks)
+                crowd = bool(ann.get("iscrowd", 0))
+                problem = (
+                    _crowd_problem(ann, size, self.with_masks)
+                    if crowd
+                    else _annotation_problem(
+                        ann, size, self.coco.cats, self.with_masks, self.box_policy
+                    )
+                )
                 if problem:
                     bad.append(BadItem(img_id, path, f"annotation {ann.get('id')}: {problem}"))
-                else:
+                    continue
+                valid.append(ann)  # crowd too: maskrcnn-benchmark's filter counts it
+                if not crowd:  # crowd regions are not targets, as in maskrcnn-benchmark
                     good.append(ann)
-                    valid.append(ann)
+                    self.clipped_boxes += box_outside(ann["bbox"], size) == "past"
             if remove_empty and not has_valid_annotation(valid):
                 empty.append(BadItem(img_id, path, "no usable annotation"))
                 continue
@@ -155,7 +228,26 @@ class DetectionDataset(torch.utils.data.Dataset):
                 listed,
                 ", ..." if len(empty) > MAX_LISTED else "",
             )
+        if self.clipped_boxes:
+            logger.warning(
+                "%s: clipped %d box(es) extending past their image (DATASETS.BOXES_OUTSIDE_IMAGE "
+                "clip; reject refuses them)",
+                self.source,
+                self.clipped_boxes,
+            )
         return kept, annos, empty
+
+    def _check_not_empty(self, training: bool) -> None:
+        """A set with no image, or (training) no target at all, would run on nothing."""
+        if not self.ids:
+            why = f"{len(self.removed_empty)} without usable annotation, {self.num_bad} bad"
+            raise DataError(
+                f"{self.source}: no image left to use ({len(self.coco.imgs)} listed: {why})"
+            )
+        if training and not any(self._annos[i] for i in self.ids):
+            raise DataError(
+                f"{self.source}: no annotation to train on (every usable one is iscrowd=1)"
+            )
 
     def path_of(self, image_id: int) -> str:
         return os.path.join(self.root, self.coco.imgs[image_id]["file_name"])

@@ -14,14 +14,14 @@ import os
 from rcnn.data.datasets.bad_data import BadItem, DataError
 from rcnn.data.datasets.base import DetectionDataset, Transforms, coco_from_dict
 from rcnn.data.datasets.image_io import probe_images
+from rcnn.data.datasets.paths import image_path, read_utf8_lines
 from rcnn.structures.bounding_box import TO_REMOVE
 
 
 def read_classes(classes_file: str) -> list[str]:
     if not os.path.isfile(classes_file):
         raise DataError(f"classes file {classes_file} not found")
-    with open(classes_file, encoding="utf-8") as f:
-        names = [line.strip() for line in f if line.strip()]
+    names = [line.strip() for line in read_utf8_lines(classes_file, "classes file") if line.strip()]
     if not names:
         raise DataError(f"classes file {classes_file} has no class names")
     return names
@@ -47,17 +47,21 @@ def _parse_box(text: str, num_classes: int) -> tuple[list[float], int] | str:
 
 
 def parse_list(
-    list_file: str, img_dir: str, class_names: list[str]
+    list_file: str, img_dir: str, class_names: list[str], allow_absolute_paths: bool = False
 ) -> tuple[dict, list[BadItem], dict[int, tuple[int, int] | str]]:
     """The COCO-format dict of a list file (readable images only), its bad items, and each
-    line's probed image size."""
+    line's probed image size (or why the line's image is refused)."""
     if not os.path.isfile(list_file):
         raise DataError(f"list file {list_file} not found")
-    with open(list_file, encoding="utf-8") as f:
-        lines = [(n, line.split()) for n, line in enumerate(f, start=1)]
+    lines = [(n, line.split()) for n, line in enumerate(read_utf8_lines(list_file, "list file"), 1)]
     lines = [(n, fields) for n, fields in lines if fields and not fields[0].startswith("#")]
-    paths = [os.path.join(img_dir, fields[0]) for _, fields in lines]
-    sizes = dict(zip((n for n, _ in lines), probe_images(paths), strict=True))
+    located = [image_path(img_dir, fields[0], allow_absolute_paths) for _, fields in lines]
+    paths = [path for path, _ in located]
+    inside = [path for path, refused in located if not refused]
+    probed = iter(probe_images(inside))
+    sizes = {
+        n: refused or next(probed) for (n, _), (_, refused) in zip(lines, located, strict=True)
+    }
     images, annotations, bad = [], [], []
     for (line_no, fields), path in zip(lines, paths, strict=True):
         size = sizes[line_no]
@@ -98,9 +102,13 @@ class TxtListDataset(DetectionDataset):
         remove_images_without_annotations: bool,
         transforms: Transforms | None = None,
         on_bad_data: str = "reject",
+        box_policy: str = "clip",
+        allow_absolute_paths: bool = False,
     ) -> None:
         self.list_file = list_file
-        dataset, bad, sizes = parse_list(list_file, img_dir, read_classes(classes_file))
+        dataset, bad, sizes = parse_list(
+            list_file, img_dir, read_classes(classes_file), allow_absolute_paths
+        )
         super().__init__(
             coco_from_dict(dataset),
             img_dir,
@@ -111,4 +119,6 @@ class TxtListDataset(DetectionDataset):
             with_masks=False,
             known_bad=bad,
             image_sizes=sizes,
+            box_policy=box_policy,
+            allow_absolute_paths=allow_absolute_paths,
         )
