@@ -1,4 +1,10 @@
-"""Mistakes a user can fix: entry points print these as one line, without a traceback."""
+"""The error boundary of every entry point: what a user can fix is one line naming the file,
+key, image or card; anything else is one line plus the file holding the full traceback."""
+
+import os
+import tempfile
+import time
+import traceback
 
 from rcnn.checkpoint import CheckpointError
 from rcnn.config import ConfigError, DatasetCatalogError
@@ -14,3 +20,35 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     CheckpointError,
     KernelUnavailableError,
 )
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training, after the state reached was saved; the message says where."""
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (multi-line messages joined with "; ")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__
+
+
+def write_traceback(err: BaseException, tool: str, folder: str | None = None) -> str:
+    """Write the full traceback of `err` to a file in `folder` (else the temp folder); its path."""
+    folder = folder or tempfile.gettempdir()
+    try:
+        os.makedirs(folder, exist_ok=True)
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        path = os.path.join(folder, f"{tool}-traceback-{stamp}-{os.getpid()}.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(traceback.format_exception(err)))
+    except OSError:  # an unwritable folder must not turn one error into two tracebacks
+        if folder != tempfile.gettempdir():
+            return write_traceback(err, tool, None)
+        raise
+    return path
+
+
+def unexpected_message(err: BaseException, tool: str, folder: str | None = None) -> str:
+    """One line for an error nobody anticipated, pointing at its saved traceback."""
+    path = write_traceback(err, tool, folder)
+    return f"unexpected error: {type(err).__name__}: {one_line(err)} (full traceback in {path})"

@@ -11,7 +11,13 @@ from rcnn.checkpoint.formats import (
 from rcnn.checkpoint.matching import LoadReport, load_state_dict_into, strip_module_prefix
 from rcnn.checkpoint.rng import rng_state, set_rng_state
 from rcnn.checkpoint.safe_pickle import load_restricted_pickle
-from rcnn.checkpoint.training import Resumed, last_checkpoint, load_checkpoint, save_checkpoint
+from rcnn.checkpoint.training import (
+    Resumed,
+    last_checkpoint,
+    load_checkpoint,
+    remove_stale_temp_files,
+    save_checkpoint,
+)
 from rcnn.checkpoint.weights import checkpoint_dir, load_weights, resolve_weight
 
 __all__ = [
@@ -29,6 +35,7 @@ __all__ = [
     "load_weights",
     "read_torch_file",
     "read_weights",
+    "remove_stale_temp_files",
     "resolve_weight",
     "rng_state",
     "save_checkpoint",

@@ -68,7 +68,8 @@ def read_torch_file(path: str | os.PathLike) -> Any:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        # torch < 2.6: "Unsupported global: GLOBAL x.y"; 2.6+: "unsupported GLOBAL x.y whose ..."
+        refused = re.search(r"unsupported global(?:: GLOBAL)? (\S+)", str(e), re.IGNORECASE)
         if refused:
             raise CheckpointError(
                 f"{source}: refused to load: it holds a Python object ({refused.group(1)}) "

@@ -20,6 +20,7 @@ from rcnn.checkpoint.formats import read_torch_file, state_dict_of
 from rcnn.checkpoint.matching import LoadReport, load_state_dict_into
 
 LAST_CHECKPOINT = "last_checkpoint"
+_TMP_SUFFIX = ".tmp"
 
 
 @dataclass
@@ -111,6 +112,24 @@ def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
     return path
 
 
+def remove_stale_temp_files(output_dir: str | os.PathLike) -> list[str]:
+    """Delete the temp files ``_atomic_write`` leaves when killed mid-write; returns them.
+
+    Call at the start of a run, before anything in ``output_dir`` is being written.
+    """
+    folder = os.fspath(output_dir)
+    if not os.path.isdir(folder):
+        return []
+    stale = [
+        os.path.join(folder, name)
+        for name in sorted(os.listdir(folder))
+        if name.startswith(".") and name.endswith(_TMP_SUFFIX)
+    ]
+    for path in stale:
+        os.remove(path)
+    return stale
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     # DistributedDataParallel / DataParallel keep the real model in .module
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
@@ -119,7 +138,7 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 def _atomic_write(path: str, write) -> None:
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rcnn.checkpoint import load_checkpoint
 from rcnn.config import DatasetCatalogError, load_config
-from rcnn.errors import USER_ERRORS
+from rcnn.errors import USER_ERRORS, one_line, unexpected_message
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 
@@ -35,15 +35,22 @@ def _setup(args: argparse.Namespace):
     return cfg, session, log
 
 
-def _guard(body) -> int:
+def _guard(body, tool: str) -> int:
+    """The tools' error boundary: one line on stderr, never a traceback on the console."""
     try:
         return body()
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:
-        print(f"error: {err}; the last good checkpoint is kept", file=sys.stderr)
+        print(f"error: {one_line(err)}; the last good checkpoint is kept", file=sys.stderr)
         return 3
+    except KeyboardInterrupt as err:
+        print(f"interrupted (Ctrl-C){': ' + one_line(err) if str(err) else ''}", file=sys.stderr)
+        return 130
+    except Exception as err:  # the boundary: anything else is a bug, reported with its traceback
+        print(f"error: {unexpected_message(err, tool)}", file=sys.stderr)
+        return 1
 
 
 def main_train(args: argparse.Namespace) -> int:
@@ -56,7 +63,7 @@ def main_train(args: argparse.Namespace) -> int:
                 log.info("final: %s", json.dumps(scores))
         return 0
 
-    return _guard(body)
+    return _guard(body, "train_net")
 
 
 def main_test(args: argparse.Namespace) -> int:
@@ -73,7 +80,7 @@ def main_test(args: argparse.Namespace) -> int:
             log.info("final: %s", json.dumps(scores))
         return 0
 
-    return _guard(body)
+    return _guard(body, "test_net")
 
 
 def _default_class_names(cfg) -> list[str] | None:
@@ -132,4 +139,4 @@ def main_predict(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _guard(body)
+    return _guard(body, "predict_net")

@@ -14,15 +14,20 @@ from pathlib import Path
 import torch
 
 from rcnn.checkpoint import (
+    CheckpointError,
+    LoadReport,
     last_checkpoint,
     load_checkpoint,
     load_weights,
+    remove_stale_temp_files,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
 from rcnn.data import make_data_loader
 from rcnn.device import DeviceAdapter, resolve
+from rcnn.errors import TrainingInterrupted
+from rcnn.layers.dispatch import mode as ops_mode
 from rcnn.modeling.detector import build_detection_model
 from rcnn.solver import make_lr_scheduler, make_optimizer
 from rcnn.utils import comm
@@ -51,6 +56,7 @@ class Session:
 def start_session(cfg) -> Session:
     """Resolve the device and precision (errors before work), join torchrun's group, seed."""
     precision = cfg.MODEL.PRECISION
+    ops_mode()  # a bad RCNN_OPS fails here, before work, not at the first nms
     adapter, index = resolve(cfg.MODEL.DEVICE, precision)
     distributed = comm.init_distributed(adapter, index)
     adapter.set_device(index)
@@ -101,10 +107,16 @@ class Checkpointer:
 
     def resume(self, path: str) -> int:
         resumed = load_checkpoint(path, self.model, self.optimizer, self.scheduler, self.scaler)
-        if "rng" in resumed.extra:
-            set_rng_state(resumed.extra["rng"])
-        if "card_rng" in resumed.extra:
-            self.session.adapter.set_rng_state(resumed.extra["card_rng"], self.session.index)
+        try:
+            if "rng" in resumed.extra:
+                set_rng_state(resumed.extra["rng"])
+            if "card_rng" in resumed.extra:
+                self.session.adapter.set_rng_state(resumed.extra["card_rng"], self.session.index)
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+            raise CheckpointError(
+                f"{path}: its saved RNG state is damaged ({type(e).__name__}: {e}); "
+                "resume from an earlier checkpoint or start over with --no-resume"
+            ) from None
         logger.info("resumed from %s at iteration %d", path, resumed.iteration)
         return resumed.iteration
 
@@ -157,12 +169,14 @@ def build_training(session: Session, resume: bool = True, checkpoints: bool = Tr
     scaler = session.adapter.grad_scaler(session.precision)
     checkpointer = Checkpointer(session, model, optimizer, scheduler, scaler, output_dir)
     start_iter = 0
+    if comm.is_main_process():
+        for stale in remove_stale_temp_files(output_dir):
+            logger.warning("removed %s, left by a save that was killed mid-write", stale)
     last = last_checkpoint(output_dir) if resume else None
     if last:
         start_iter = checkpointer.resume(last)
     elif cfg.MODEL.WEIGHT:
-        report = load_weights(cfg.MODEL.WEIGHT, model, strict=False)
-        logger.info("initialised from %s: %s", cfg.MODEL.WEIGHT, report)
+        _report_weights(cfg.MODEL.WEIGHT, load_weights(cfg.MODEL.WEIGHT, model, strict=False))
     model = wrap_distributed(model, session)
     trainer = Trainer(
         model,
@@ -182,6 +196,21 @@ def build_training(session: Session, resume: bool = True, checkpoints: bool = Tr
     return Training(trainer, data_loader, start_iter, cfg.SOLVER.MAX_ITER, eval_hook)
 
 
+def _report_weights(spec: str, report: LoadReport | None) -> None:
+    """MODEL.WEIGHT loads non-strictly (a new head is normal); say plainly what did not fit."""
+    if report is None:
+        return
+    if not report.loaded:
+        raise CheckpointError(
+            f"{spec}: no tensor matches the model (MODEL.WEIGHT of another architecture?); "
+            f"{len(report.unexpected)} unexpected, {len(report.mismatched)} with another shape"
+        )
+    if report.ok:
+        logger.info("initialised from %s: all %d tensors loaded", spec, len(report.loaded))
+        return
+    logger.warning("initialised from %s only in part; %s", spec, report.summary(limit=3))
+
+
 def train(
     session: Session, resume: bool = True, hooks: TrainHooks | None = None
 ) -> tuple[Trainer, EvalHook]:
@@ -189,8 +218,22 @@ def train(
     run = build_training(session, resume)
     hooks = hooks or TrainHooks()
     hooks.after_step.append(run.eval_hook)
-    run.trainer.fit(run.data_loader, run.start_iter, run.max_iter, hooks)
+    try:
+        run.trainer.fit(run.data_loader, run.start_iter, run.max_iter, hooks, prefetch=True)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(_save_on_interrupt(run)) from None
     return run.trainer, run.eval_hook
+
+
+def _save_on_interrupt(run: Training) -> str:
+    """Keep the iterations done before Ctrl-C; says what was saved. A step the interrupt cut
+    in half is not counted, so a resume repeats it."""
+    trainer = run.trainer
+    done = trainer.iteration
+    if not (trainer.checkpointer and comm.is_main_process() and done > run.start_iter):
+        return f"at iteration {done}; nothing new to save"
+    trainer.checkpointer(f"model_{done:07d}", done)
+    return f"at iteration {done}; saved model_{done:07d}.pth, run again to resume"
 
 
 def iou_types(cfg) -> tuple[str, ...]:

@@ -51,11 +51,12 @@ def settle_bad_items(bad: Sequence[BadItem], on_bad_data: str, source: str) -> N
         raise ValueError(f"on_bad_data must be one of {POLICIES}, got {on_bad_data!r}")
     if not bad:
         return
-    listed = "\n".join(f"  {item}" for item in bad[:MAX_LISTED])
-    more = f"\n  ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
+    # one line: the message is what an entry point prints, and a log line per event greps well
+    listed = "; ".join(str(item) for item in bad[:MAX_LISTED])
+    more = f"; ... and {len(bad) - MAX_LISTED} more" if len(bad) > MAX_LISTED else ""
     if on_bad_data == "reject":
         raise DataError(
-            f"{len(bad)} bad item(s) in {source}:\n{listed}{more}\n"
+            f"{len(bad)} bad item(s) in {source}: {listed}{more}. "
             "Fix or remove them, or set DATASETS.ON_BAD_DATA skip to drop them with a warning."
         )
-    logger.warning("skipped %d bad item(s) in %s:\n%s%s", len(bad), source, listed, more)
+    logger.warning("skipped %d bad item(s) in %s: %s%s", len(bad), source, listed, more)
