@@ -14,6 +14,8 @@ from typing import Any
 # maskrcnn-benchmark keys that load but drive nothing here (RetinaNet, FBNet, DCN, test-time
 # augmentation, the Xconv box head, expected-results checks, apex verbosity, catalog path).
 UNIMPLEMENTED_KEYS: tuple[str, ...] = (
+    "MODEL.RETINANET_ON",
+    "MODEL.KEYPOINT_ON",
     "MODEL.ROI_BOX_HEAD.CONV_HEAD_DIM",
     "MODEL.ROI_BOX_HEAD.NUM_STACKED_CONVS",
     "MODEL.RESNETS.STAGE_WITH_DCN",
