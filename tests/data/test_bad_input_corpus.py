@@ -385,12 +385,17 @@ def _run(root: Path, spec: dict, expect: Expect, caplog) -> None:
         _one_line(message, expect.needles)
 
 
+def _broken_copy(base: Path, tmp_path: Path, case: tuple) -> tuple[Path, Expect]:
+    root = tmp_path / "data"
+    shutil.copytree(base, root)
+    breaker, expect = case
+    breaker(root)
+    return root, expect
+
+
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_coco_corpus(base_set: Path, tmp_path: Path, case: str, caplog) -> None:
-    root = tmp_path / "data"
-    shutil.copytree(base_set, root)
-    breaker, expect = CASES[case]
-    breaker(root)
+    root, expect = _broken_copy(base_set, tmp_path, CASES[case])
     spec = {
         "factory": "COCODataset",
         "args": {"ann_file": str(ann_file(root, "train")), "root": str(img_dir(root, "train"))},
@@ -445,10 +450,7 @@ TXT_CASES: dict[str, tuple[Callable[[Path], None], Expect]] = {
 
 @pytest.mark.parametrize("case", TXT_CASES, ids=str)
 def test_txt_list_corpus(base_set: Path, tmp_path: Path, case: str, caplog) -> None:
-    root = tmp_path / "data"
-    shutil.copytree(base_set, root)
-    breaker, expect = TXT_CASES[case]
-    breaker(root)
+    root, expect = _broken_copy(base_set, tmp_path, TXT_CASES[case])
     args = {"list_file": str(root / "list.txt"), "img_dir": str(root)}
     spec = {
         "factory": "TxtListDataset",
