@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from rcnn.checkpoint import load_checkpoint
-from rcnn.config import DatasetCatalogError, load_config
+from rcnn.config import ConfigError, DatasetCatalogError, load_config
 from rcnn.errors import USER_ERRORS, one_line, unexpected_message
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
@@ -22,8 +22,13 @@ def _setup(args: argparse.Namespace):
     cfg = load_config(args.config_file, args.opts)
     session = start_session(cfg)
     if cfg.OUTPUT_DIR and comm.is_main_process():
-        Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
-        (Path(cfg.OUTPUT_DIR) / "config.yaml").write_text(cfg.dump())
+        try:
+            Path(cfg.OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
+            (Path(cfg.OUTPUT_DIR) / "config.yaml").write_text(cfg.dump())
+        except OSError as err:
+            raise ConfigError(
+                f"OUTPUT_DIR {cfg.OUTPUT_DIR}: not a writable folder ({err})"
+            ) from None
     log = setup_logger("rcnn", cfg.OUTPUT_DIR or None, comm.get_rank())
     log.info(
         "device %s:%d, precision %s, %d process(es)",
