@@ -33,7 +33,7 @@ from rcnn.utils.env import collect_env, git_commit
 
 SCHEMA_VERSION = 1
 Status = Literal["ok", "failed", "nan", "oom", "skipped"]  # skipped: a sweep cell that cannot run
-Mode = Literal["train", "infer"]
+Mode = Literal["train", "infer", "verify"]  # verify: a device against the CPU
 STATUSES: tuple[str, ...] = typing.get_args(Status)
 MODES: tuple[str, ...] = typing.get_args(Mode)
 RECORDS_FILE = "records.jsonl"
@@ -105,6 +105,10 @@ class Record(_Identity, total=False):
     config_hash: str | None
     seed: int | None
     command: str | None
+    notes: list[str] | None  # what the device could not say or do (null fields, refusals)
+    compute_dtype: str | None  # the dtype the body's first conv ran in (float32, bfloat16, ...)
+    agreement: dict[str, float | None] | None  # verify: device vs CPU fp32, one number each
+    agreement_limits: dict[str, float] | None  # verify: the bound each number had to meet
 
 
 FIELDS: dict[str, Any] = typing.get_type_hints(Record)
@@ -126,6 +130,10 @@ def _type_problems(value: Any, tp: Any, where: str) -> list[str]:
     if origin is Literal:
         allowed = "|".join(str(a) for a in args)
         return [] if value in args else [f"{where}: {value!r} is not one of {allowed}"]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{where}: expected a list, got {type(value).__name__}"]
+        return [p for i, v in enumerate(value) for p in _type_problems(v, args[0], f"{where}[{i}]")]
     if origin is dict or typing.is_typeddict(tp):
         if not isinstance(value, dict):
             return [f"{where}: expected an object, got {type(value).__name__}"]
@@ -160,7 +168,7 @@ def validate(record: Any) -> list[str]:
     status = record.get("status")
     if status in STATUSES and status != "ok" and not record.get("error"):
         problems.append(f"error: a '{status}' record must say why")
-    if status == "ok" and record.get("throughput_img_s") is None:
+    if status == "ok" and record.get("mode") != "verify" and record.get("throughput_img_s") is None:
         problems.append("throughput_img_s: an 'ok' record must have it")
     return problems
 
@@ -182,22 +190,28 @@ def _command() -> str:
 
 
 def _fill_device(record: dict, adapter: DeviceAdapter | None, card: int) -> None:
-    """env, device_type and device_name from the adapter, without failing while recording a
-    failure: a device that is not here leaves device_name empty."""
+    """env, device_type and device_name from the adapter, without ever failing: a device that
+    is not here leaves device_name empty, and what the adapter could not say is a note."""
     if adapter is None:
         try:
             adapter = get_adapter(record["device_type"] or "cpu")
         except DeviceError:
             adapter = get_adapter("cpu")  # env still describes this host
-    record["env"] = record["env"] or collect_env(adapter)
     record["device_type"] = record["device_type"] or adapter.name
-    if (
-        record["device_name"] is None
-        and record["device_type"] == adapter.name
-        and adapter.is_available()
-        and card < adapter.device_count()
-    ):
-        record["device_name"] = adapter.card_name(card)
+    try:
+        record["env"] = record["env"] or collect_env(adapter)
+        if (
+            record["device_name"] is None
+            and record["device_type"] == adapter.name
+            and adapter.is_available()
+            and card < adapter.device_count()
+        ):
+            record["device_name"] = adapter.card_name(card)
+    except Exception as err:  # a plug-in fails in any way; the record must still be written
+        adapter.note(f"{adapter.name}: describing the device failed ({type(err).__name__}: {err})")
+    notes = [n for n in adapter.notes() if n not in (record["notes"] or [])]
+    if notes:
+        record["notes"] = [*(record["notes"] or []), *notes]
 
 
 def new_record(adapter: DeviceAdapter | None = None, card: int = 0, **fields: Any) -> dict:
@@ -220,8 +234,7 @@ def new_record(adapter: DeviceAdapter | None = None, card: int = 0, **fields: An
         command=_command(),
     )
     record.update(fields)
-    if record["env"] is None or record["device_type"] is None or record["device_name"] is None:
-        _fill_device(record, adapter, card)
+    _fill_device(record, adapter, card)
     if "git_commit" not in fields:
         record["git_commit"] = git_commit()
     return record
@@ -314,6 +327,45 @@ def write_run(
         atomic_write_text(run_dir / "config.yaml", config_text)
     append_line(results / RECORDS_FILE, json.dumps(record, allow_nan=False))
     return run_dir
+
+
+def save_run(
+    results_dir: str | Path,
+    fields: dict,
+    exc: BaseException | None = None,
+    adapter: DeviceAdapter | None = None,
+    log_text: str | None = None,
+    config_text: str | None = None,
+) -> tuple[Path | None, str | None]:
+    """Write the record of a run (a failed one when it raised `exc`) and never raise.
+
+    When the full record cannot be built or written, a failed record with the run's identity is
+    written instead; its error keeps the run's own error first, then why the record failed.
+    Returns (the run folder or None, why the full record could not be written or None)."""
+    try:
+        if exc is not None:
+            record = failed_record(exc, adapter=adapter, **fields)
+        else:
+            record = new_record(adapter=adapter, **fields)
+        return write_run(results_dir, record, log_text, config_text), None
+    except Exception as err:  # a record problem must not hide the run's result
+        why = f"writing the record failed ({type(err).__name__}: {err})"
+    own = f"{type(exc).__name__}: {exc}; " if exc is not None else "the run finished, but "
+    now = datetime.now(timezone.utc)
+    minimal: dict[str, Any] = dict.fromkeys(FIELDS)
+    minimal.update(
+        schema_version=SCHEMA_VERSION,
+        run_id=fields.get("run_id") or new_run_id(now),
+        created_utc=now.isoformat(timespec="milliseconds"),
+        status=status_of(exc) if exc is not None else "failed",
+        error=own + why,
+        command=fields.get("command"),
+        **{k: fields.get(k) for k in ("mode", "model", "device_type", "cards", "precision")},
+    )
+    try:
+        return write_run(results_dir, minimal, log_text), why
+    except Exception as err:
+        return None, f"{why}; the short record failed too ({type(err).__name__}: {err})"
 
 
 # -- reading ---------------------------------------------------------------------------------

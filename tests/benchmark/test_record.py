@@ -19,10 +19,12 @@ from benchmark.record import (
     new_record,
     new_run_id,
     read_records,
+    save_run,
     validate,
     write_run,
 )
 from rcnn.device import DeviceError
+from rcnn.device.cpu import CpuAdapter
 
 PAD = "x" * 6000  # lines longer than PIPE_BUF: unlocked appends of this size could interleave
 
@@ -245,3 +247,42 @@ def test_read_records_merges_folders_and_reports_bad_lines(tmp_path):
         f"{jb}:4: run {good['run_id']} already read at {jb}:1",
         f"{tmp_path / 'missing'}: not found",
     ]
+
+
+class _BrokenCard(CpuAdapter):
+    """A backend that fails in unforeseen ways while being described."""
+
+    def card_name(self, index: int) -> str:
+        raise ValueError("driver returned garbage")
+
+    def environment(self) -> dict:
+        raise OSError("driver query timed out")
+
+
+def test_a_failed_run_is_recorded_with_its_own_error_whatever_the_device_says(tmp_path):
+    fields = dict(run_id=new_run_id(), mode="train", model="m", precision="fp32", cards=1)
+    run_dir, why = save_run(tmp_path, fields, ZeroDivisionError("step 3"), adapter=_BrokenCard())
+    assert why is None
+    r = json.loads((run_dir / "record.json").read_text())
+    assert r["status"] == "failed" and r["error"] == "ZeroDivisionError: step 3"
+    assert r["device_type"] == "cpu" and r["device_name"] is None and r["env"] is None
+    assert any("describing the device failed (OSError" in n for n in r["notes"])
+
+
+@pytest.mark.parametrize(
+    ("exc", "start"),
+    [
+        (None, "the run finished, but "),
+        (RuntimeError("kernel died"), "RuntimeError: kernel died; "),
+    ],
+)
+def test_a_record_that_cannot_be_written_whole_still_leaves_a_record(tmp_path, exc, start):
+    fields = dict(
+        run_id=new_run_id(), mode="infer", model="m", device_type="cpu", precision="fp32", cards=1
+    )
+    run_dir, why = save_run(tmp_path, {**fields, "throughput_img_s": "fast"}, exc)
+    assert "throughput_img_s: expected float, got str" in why
+    r = json.loads((run_dir / "record.json").read_text())
+    assert r["run_id"] == fields["run_id"] and r["status"] == "failed" and validate(r) == []
+    assert r["error"].startswith(start) and "writing the record failed" in r["error"]
+    assert read_records([tmp_path])[0] == [r]

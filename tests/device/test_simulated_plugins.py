@@ -43,7 +43,13 @@ STAND_IN = textwrap.dedent(
 )
 
 PLUGINS = {
-    "torch_mlu": "torch.mlu = _namespace('mlu')\n",
+    # like the real torch_mlu: PrivateUse1 renamed, a device module that names its amp dtypes
+    "torch_mlu": (
+        "torch.utils.rename_privateuse1_backend('mlu')\n"
+        "mlu = _namespace('mlu')\n"
+        "mlu.get_amp_supported_dtype = lambda: [torch.float16, torch.bfloat16]\n"
+        "torch._register_device_module('mlu', mlu)\n"
+    ),
     "torch_npu": (
         "torch.npu = _namespace('npu', bf16=False)\n"
         "torch.npu.matmul = types.SimpleNamespace(allow_hf32=True)\n"
@@ -162,3 +168,52 @@ def test_a_broken_plugin_says_why(tmp_path, broken):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode != 0
     assert "torch_mlu failed to import (RuntimeError: libcnrt.so: cannot open)" in out.stderr
+
+
+# An out-of-tree device with nothing optional: no card name, properties, memory statistics,
+# bf16 query, RNG state or amp dtypes (what the strict test device hides behind its flag).
+BARE = (
+    "torch.utils.rename_privateuse1_backend('bare')\n"
+    "bare = types.ModuleType('bare')\n"
+    "bare.is_available = lambda: True\n"
+    "bare.device_count = lambda: 1\n"
+    "bare.set_device = lambda i: None\n"
+    "bare.synchronize = lambda i=None: calls.append(('synchronize', i))\n"
+    "torch._register_device_module('bare', bare)\n"
+)
+
+
+def test_a_bare_plugin_degrades_to_null_fields_and_notes(tmp_path):
+    (tmp_path / "torch_bare.py").write_text(STAND_IN + BARE)
+    result = run_with(
+        [],
+        """
+        import json
+        import torch_bare
+        from rcnn.device import DeviceError, all_adapters, resolve
+        from benchmark.record import new_record, validate
+        out = {"listed": [a.name for a in all_adapters()]}
+        a, i = resolve("bare")
+        a.reset_peak_memory(i); a.synchronize(i); a.set_rng_state(None, i)
+        out.update(cards=[[c.name, c.memory_mb] for c in a.cards()], peak=a.peak_memory_mb(i),
+                   rng=a.rng_state(i), precisions=a.supported_precisions(), calls=torch_bare.calls)
+        try:
+            a.check_precision("bf16")
+        except DeviceError as e:
+            out["bf16"] = str(e)
+        rec = new_record(adapter=a, mode="infer", model="m", precision="fp32",
+                         throughput_img_s=1.0)
+        out.update(device_name=rec["device_name"], notes=rec["notes"], problems=validate(rec))
+        print(json.dumps(out))
+        """,
+        tmp_path,
+        env={"RCNN_DEVICE_PLUGIN": "torch_bare"},
+    )
+    assert "bare" in result["listed"]  # `benchmark devices` lists the plug-in's device
+    assert result["cards"] == [[None, None]] and result["peak"] is None and result["rng"] is None
+    assert ["synchronize", 0] in result["calls"]  # its own synchronize, not torch.accelerator's
+    assert result["precisions"] == ["fp32"]  # autocast cannot cover it: no fp16/bf16 label
+    assert "precision 'bf16' is not supported on bare (torch autocast cannot run" in result["bf16"]
+    assert result["device_name"] is None and result["problems"] == []
+    for missing in ("card name", "card properties", "memory statistics", "RNG state", "bf16"):
+        assert any(missing in note for note in result["notes"]), (missing, result["notes"])

@@ -9,14 +9,29 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TypeVar
 
 import torch
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+# what a plug-in raises for a capability it lacks (a missing attribute, an unimplemented call)
+MISSING_CAPABILITY = (AttributeError, NotImplementedError, RuntimeError, TypeError)
+
+T = TypeVar("T")
+logger = logging.getLogger("rcnn.device")
+
+
+def privateuse1_name() -> str | None:
+    """The name an out-of-tree (PrivateUse1) plug-in gave its device, once it renamed it."""
+    name = getattr(torch._C, "_get_privateuse1_backend_name", lambda: "privateuseone")()
+    return None if name == "privateuseone" else name
 
 
 class DeviceError(RuntimeError):
@@ -26,7 +41,7 @@ class DeviceError(RuntimeError):
 @dataclass(frozen=True)
 class CardInfo:
     index: int
-    name: str
+    name: str | None
     memory_mb: float | None
 
 
@@ -39,6 +54,27 @@ class DeviceAdapter:
     visible_devices_env: str | None = None
     install_hint: str = ""  # what to do when the backend is missing
     is_accelerator: bool = True
+
+    # -- capabilities a plug-in may lack ----------------------------------------------------
+
+    def note(self, text: str) -> None:
+        """Say once, in the log and in every later record of this process, what was missing."""
+        notes = self.__dict__.setdefault("_notes", [])
+        if text not in notes:
+            notes.append(text)
+            logger.warning("%s", text)
+
+    def notes(self) -> list[str]:
+        """What this backend lacked so far in this process (for the record's `notes`)."""
+        return list(self.__dict__.get("_notes", []))
+
+    def _optional(self, capability: str, call: Callable[[], T], default: T) -> T:
+        """`call()`, or `default` with a note when the backend lacks the capability."""
+        try:
+            return call()
+        except MISSING_CAPABILITY as err:
+            self.note(f"{self.name}: no {capability} ({type(err).__name__}: {err}); left null")
+            return default
 
     # -- availability -----------------------------------------------------------------------
 
@@ -96,11 +132,13 @@ class DeviceAdapter:
         mod = self.module()
         return int(mod.device_count()) if mod is not None and mod.is_available() else 0
 
-    def card_name(self, index: int) -> str:
-        return str(self.module().get_device_name(index))
+    def card_name(self, index: int) -> str | None:
+        return self._optional("card name", lambda: str(self.module().get_device_name(index)), None)
 
     def card_memory_mb(self, index: int) -> float | None:
-        props = self.module().get_device_properties(index)
+        props = self._optional(
+            "card properties", lambda: self.module().get_device_properties(index), None
+        )
         total = getattr(props, "total_memory", None)
         return total / 2**20 if total else None
 
@@ -117,10 +155,11 @@ class DeviceAdapter:
         self.module().set_device(index)
 
     def _uses_torch_accelerator(self) -> bool:
-        # torch.accelerator covers the current accelerator generically; prefer it when it is ours.
+        # torch.accelerator covers the current accelerator generically; prefer it when it is ours,
+        # except for a PrivateUse1 plug-in: its own module is what a Python-only plug-in drives.
         acc = getattr(torch, "accelerator", None)
         current = acc.current_accelerator() if acc is not None and acc.is_available() else None
-        return current is not None and current.type == self.name
+        return current is not None and current.type == self.name != privateuse1_name()
 
     def synchronize(self, index: int | None = None) -> None:
         if self._uses_torch_accelerator():
@@ -131,16 +170,23 @@ class DeviceAdapter:
     # -- memory -----------------------------------------------------------------------------
 
     def reset_peak_memory(self, index: int | None = None) -> None:
-        if self._uses_torch_accelerator():
-            torch.accelerator.reset_peak_memory_stats(index)
-        else:
-            self.module().reset_peak_memory_stats(index)
+        def reset() -> None:
+            if self._uses_torch_accelerator():
+                torch.accelerator.reset_peak_memory_stats(index)
+            else:
+                self.module().reset_peak_memory_stats(index)
+
+        self._optional("memory statistics", reset, None)
 
     def peak_memory_mb(self, index: int | None = None) -> float | None:
-        """Peak memory allocated by tensors since the last reset."""
-        if self._uses_torch_accelerator():
-            return torch.accelerator.max_memory_allocated(index) / 2**20
-        return self.module().max_memory_allocated(index) / 2**20
+        """Peak memory allocated by tensors since the last reset; None when not reported."""
+
+        def peak() -> float:
+            if self._uses_torch_accelerator():
+                return torch.accelerator.max_memory_allocated(index) / 2**20
+            return self.module().max_memory_allocated(index) / 2**20
+
+        return self._optional("memory statistics", peak, None)
 
     # -- randomness -------------------------------------------------------------------------
 
@@ -151,24 +197,51 @@ class DeviceAdapter:
             mod.manual_seed_all(seed)
 
     def rng_state(self, index: int | None = None) -> torch.Tensor | None:
-        """The card's generator state, to save beside the CPU ones for an exact resume."""
-        return self.module().get_rng_state(index if index is not None else 0)
+        """The card's generator state, to save beside the CPU ones for an exact resume;
+        None (and a note: a resume is then not bit-exact) when the backend has none."""
+        card = index if index is not None else 0
+        return self._optional("RNG state", lambda: self.module().get_rng_state(card), None)
 
-    def set_rng_state(self, state: torch.Tensor, index: int | None = None) -> None:
-        self.module().set_rng_state(state, index if index is not None else 0)
+    def set_rng_state(self, state: torch.Tensor | None, index: int | None = None) -> None:
+        if state is None:
+            return  # saved by a backend without RNG state
+        card = index if index is not None else 0
+        self._optional("RNG state", lambda: self.module().set_rng_state(state, card), None)
 
     # -- precision --------------------------------------------------------------------------
 
     def supported_precisions(self) -> tuple[str, ...]:
-        supported = ["fp32", "fp16"]
-        if self.supports_bf16():
+        supported = ["fp32"]
+        if self.autocast_works("fp16"):
+            supported.append("fp16")
+        # an unknown bf16 answer (None) is allowed: the run checks the dtype convs ran in
+        if self.supports_bf16() is not False and self.autocast_works("bf16"):
             supported.append("bf16")
         return tuple(p for p in PRECISIONS if p in supported)
 
-    def supports_bf16(self) -> bool:
-        mod = self.module()
-        check = getattr(mod, "is_bf16_supported", None)
-        return bool(check()) if check is not None else True
+    def supports_bf16(self) -> bool | None:
+        """The backend's own answer; None (with a note) when it has no bf16 query."""
+        return self._optional("bf16 query", lambda: bool(self.module().is_bf16_supported()), None)
+
+    def autocast_works(self, precision: str) -> bool:
+        """Whether torch's autocast really covers this backend at `precision`: for a plug-in
+        it does not cover, torch warns and runs fp32 under an fp16/bf16 label."""
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the "disabling autocast" warning is our answer
+                with torch.autocast(device_type=self.name, dtype=AUTOCAST_DTYPES[precision]):
+                    try:
+                        enabled = torch.is_autocast_enabled(self.name)
+                    except TypeError:  # torch < 2.4 asks about cuda only; the conv check guards
+                        enabled = True
+        except (AssertionError, RuntimeError, ValueError) as err:
+            enabled, why = False, f"torch autocast cannot run on it ({str(err).splitlines()[0]})"
+        else:
+            why = f"torch autocast does not cover {precision} on it"
+        if not enabled:
+            self.__dict__.setdefault("_refused", {})[precision] = why
+            self.note(f"{self.name}: {why}; {precision} refused")
+        return enabled
 
     def check_precision(self, precision: str) -> None:
         if precision not in PRECISIONS:
@@ -176,9 +249,11 @@ class DeviceAdapter:
                 f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}"
             )
         if precision not in self.supported_precisions():
+            why = self.__dict__.get("_refused", {}).get(precision)
             raise DeviceError(
-                f"precision '{precision}' is not supported on {self.name}; this device supports "
-                f"{', '.join(self.supported_precisions())}"
+                f"precision '{precision}' is not supported on {self.name}"
+                + (f" ({why})" if why else "")
+                + f"; this device supports {', '.join(self.supported_precisions())}"
             )
 
     def configure_precision(self, precision: str) -> None:

@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from .base import DeviceAdapter, DeviceError
+from .base import DeviceAdapter, DeviceError, privateuse1_name
 from .cpu import CpuAdapter
 from .cuda import CudaAdapter
 from .mlu import MluAdapter
@@ -28,19 +28,30 @@ def register(adapter: DeviceAdapter) -> None:
     _ADAPTERS[adapter.name] = adapter
 
 
+def _import_named_plugin() -> str | None:
+    """Import the module named in RCNN_DEVICE_PLUGIN (if any); return its name."""
+    plugin = os.environ.get("RCNN_DEVICE_PLUGIN")
+    if plugin:
+        try:
+            importlib.import_module(plugin)
+        except Exception as err:  # a broken vendor install raises anything
+            raise DeviceError(f"RCNN_DEVICE_PLUGIN={plugin} failed to import: {err}") from err
+    return plugin or None
+
+
 def all_adapters() -> list[DeviceAdapter]:
+    """Every built-in backend, and the device of the plug-in named in RCNN_DEVICE_PLUGIN."""
+    if _import_named_plugin():
+        name = privateuse1_name()
+        if name is not None and name not in _ADAPTERS:
+            get_adapter(name)
     return list(_ADAPTERS.values())
 
 
 def get_adapter(name: str) -> DeviceAdapter:
     if name in _ADAPTERS:
         return _ADAPTERS[name]
-    plugin = os.environ.get("RCNN_DEVICE_PLUGIN")
-    if plugin:
-        try:
-            importlib.import_module(plugin)
-        except Exception as err:
-            raise DeviceError(f"RCNN_DEVICE_PLUGIN={plugin} failed to import: {err}") from err
+    plugin = _import_named_plugin()
     if hasattr(getattr(torch, name, None), "is_available"):
         register(PluginAdapter(name, plugin))
         return _ADAPTERS[name]
