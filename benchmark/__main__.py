@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from rcnn.errors import USER_ERRORS
+from benchmark.errors import USER_ERRORS
 
 VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "compare", "report")
 

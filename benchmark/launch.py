@@ -24,22 +24,14 @@ import traceback
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from benchmark.errors import USER_ERRORS, UsageError
 from benchmark.record import failed_record, new_record, new_run_id, write_run
-from benchmark.workload import (
-    UsageError,
-    Workload,
-    build_workload,
-    cards_per_node,
-    check_counts,
-    command_line,
-    to_argv,
-)
+from benchmark.workload.args import check_counts, command_line, to_argv
+from benchmark.workload.build import Workload, build_workload, cards_per_node
 from rcnn.device import resolve
-from rcnn.errors import USER_ERRORS as LIBRARY_USER_ERRORS
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 
-USER_ERRORS = (UsageError, *LIBRARY_USER_ERRORS)
 EXIT = {"failed": 1, "user": 2, "nan": 3, "oom": 4}
 
 logger = logging.getLogger("rcnn.bench")

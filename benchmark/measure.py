@@ -19,6 +19,7 @@ the p-th percentile of n sorted values sits at rank (n - 1) * p / 100.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -161,6 +162,46 @@ class IterationTimer:
             data_s=list(w.data_s),
             compute_s=list(w.compute_s),
         )
+
+
+class RepeatedTimers:
+    """Repeats of one measurement over one stream of batches: repeat 0 warms up first, each
+    repeat is its own window. Use `iterate` for the batches and `step_end` after each one."""
+
+    def __init__(
+        self,
+        synchronize: Callable[[], None],
+        warmup: int,
+        iters: int | None,
+        repeats: int,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        extra = {"clock": clock} if clock is not None else {}
+        self.timers = [
+            IterationTimer(synchronize, warmup if r == 0 else 0, **extra) for r in range(repeats)
+        ]
+        self.iters = iters
+        self.warmup = warmup
+        self._current = 0
+
+    def iterate(self, batches: Iterable[T]) -> Iterator[T]:
+        stream = iter(batches)
+        for r, timer in enumerate(self.timers):
+            self._current = r
+            count = None if self.iters is None else self.iters + timer.warmup
+            yield from timer.iterate(itertools.islice(stream, count))
+
+    def step_end(self, images: int) -> None:
+        self.timers[self._current].step_end(images)
+
+    @property
+    def warmup_done(self) -> bool:
+        """True right after the last warm-up iteration ended (the measured window opens)."""
+        first = self.timers[0]
+        return self._current == 0 and first.iterations == self.warmup
+
+    def windows(self) -> list[Window]:
+        return [t.window() for t in self.timers]
 
 
 def reduce_across_ranks(window: Window) -> Window:

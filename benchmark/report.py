@@ -19,8 +19,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from benchmark.measure import DATA_BOUND_SHARE
-from benchmark.record import atomic_write_text
 from rcnn.device import PRECISIONS
+from rcnn.utils.io import atomic_write_text
 
 ROW = ["model", "impl", "device_name", "batch_per_card"]  # what a training row compares across
 ACCURACY = ["bbox_ap", "bbox_ap50", "bbox_ap75", "segm_ap"]

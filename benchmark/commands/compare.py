@@ -13,8 +13,9 @@ import time
 
 import torch
 
-from benchmark.adapters import IMPLS, Impl, build_impls, model_config, synthetic_batch
+from benchmark.impls import IMPLS, Impl, build_impls, model_config, synthetic_batch
 from benchmark.measure import distribution_ms
+from benchmark.workload.args import SIZE_HELP, format_size, parse_size
 from rcnn.device import resolve
 
 
@@ -23,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model",
         default="e2e_faster_rcnn_R_50_FPN_1x",
-        help="config name under models/configs (without .yaml)",
+        help="config NAME (models/configs[/quick]/NAME.yaml) or a .yaml path",
     )
     p.add_argument(
         "--impl",
@@ -34,7 +35,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mode", choices=("infer", "train"), default="infer")
     p.add_argument("--batch", type=int, default=1, help="images per iteration")
-    p.add_argument("--size", default="800x1333", help="HEIGHTxWIDTH of every input image")
+    p.add_argument(
+        "--size",
+        type=parse_size,
+        default=(800, 1333),
+        help=SIZE_HELP + "; every input image is MIN high and MAX wide",
+    )
     p.add_argument("--iters", type=int, default=3, help="measured iterations per impl")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured iterations per impl")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -56,14 +62,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as err:
-        raise SystemExit(f"error: --size must be HEIGHTxWIDTH (800x1333), got {text!r}") from err
-    return height, width
-
-
 def _step(impl: Impl, batch, mode: str, optimizer: torch.optim.Optimizer | None) -> None:
     if mode == "infer":
         with torch.inference_mode():
@@ -81,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     adapter, index = resolve("cpu")
     impls_requested = args.impls or list(IMPLS)
-    height, width = _parse_size(args.size)
+    height, width = args.size  # landscape: the resize keeps MIN x MAX images as they are
     num_classes = model_config(args.model).MODEL.ROI_BOX_HEAD.NUM_CLASSES
     batch = synthetic_batch(args.batch, height, width, num_classes, seed=args.seed)
     impls = build_impls(
@@ -120,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     if {"rcnn", "torchvision"} <= set(results):
         ratio = results["rcnn"]["images_per_s"] / results["torchvision"]["images_per_s"]
     setup = (
-        f"{args.model} {args.mode} batch {args.batch} {height}x{width} fp32 cpu, "
+        f"{args.model} {args.mode} batch {args.batch} {format_size(args.size)} fp32 cpu, "
         f"{torch.get_num_threads()} threads, {args.iters} iters after {args.warmup} warm-up, "
         f"{args.clock} clock"
     )

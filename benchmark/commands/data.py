@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
+from benchmark.errors import UsageError
+from benchmark.workload.args import SIZE_HELP, parse_size
 from rcnn.data.synthetic import SHAPE_NAMES, SyntheticSpec, generate
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WxH, e.g. 320x320, got {text!r}") from None
-    return w, h
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="number of val images (default: a fifth of --images, at least 1)",
     )
-    synth.add_argument("--size", type=_size, default=(320, 320), help="image size WxH")
+    synth.add_argument(
+        "--size",
+        type=parse_size,
+        default=(320, 320),
+        help=SIZE_HELP + "; every image is MIN high and MAX wide (default 320x320)",
+    )
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--classes",
@@ -46,14 +44,13 @@ def run(args: argparse.Namespace) -> int:
         spec = SyntheticSpec(
             train_images=args.images,
             val_images=val_images,
-            width=args.size[0],
-            height=args.size[1],
+            width=args.size[1],
+            height=args.size[0],
             seed=args.seed,
             num_classes=args.classes,
         )
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise UsageError(str(err)) from None
     start = time.perf_counter()
     written = generate(spec, args.out)
     elapsed = time.perf_counter() - start

@@ -17,9 +17,11 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from benchmark.errors import UsageError
 from benchmark.launch import execute
-from benchmark.measure import reduce_across_ranks, summarize
-from benchmark.workload import RepeatedTimers, UsageError, Workload, add_run_arguments
+from benchmark.measure import RepeatedTimers, reduce_across_ranks, summarize
+from benchmark.workload.args import add_run_arguments
+from benchmark.workload.build import Workload
 from rcnn.checkpoint import load_weights
 from rcnn.data import make_data_loader
 from rcnn.engine.coco_eval import evaluate_predictions

@@ -16,6 +16,7 @@ from functools import partial
 
 import torch
 
+from benchmark.errors import UsageError
 from benchmark.measure import IterationTimer
 from rcnn.device import resolve
 from rcnn.layers import dispatch, native
@@ -198,7 +199,7 @@ def _format_ms(ms: float | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.warmup < 0:
-        raise SystemExit("error: --repeats must be >= 1 and --warmup >= 0")
+        raise UsageError("--repeats must be >= 1 and --warmup >= 0")
     adapter, index = resolve(args.device)
     device = adapter.torch_device(index)
     if args.threads:

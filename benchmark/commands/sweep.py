@@ -21,7 +21,9 @@ from pathlib import Path
 
 from benchmark.record import new_record, new_run_id, read_records, write_run
 from benchmark.report import build_report
-from benchmark.workload import UsageError, config_path, max_cards
+from benchmark.workload.args import SIZE_HELP, format_size, parse_size
+from benchmark.workload.build import card_limit
+from benchmark.workload.lookup import config_path
 from rcnn.device import PRECISIONS, DeviceAdapter, DeviceError, resolve
 
 MODES = {"train": ("train",), "infer": ("infer",), "both": ("train", "infer")}
@@ -67,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="inference batch sizes per card (comma list)",
     )
     p.add_argument("--train-batch", type=int, default=2, help="training batch per card")
-    p.add_argument("--size", help="image MINxMAX size")
+    p.add_argument("--size", type=parse_size, help=SIZE_HELP)
     p.add_argument("--data", default="synthetic")
     p.add_argument(
         "--iters",
@@ -110,7 +112,8 @@ class Cell:
         for name in PASSED_ON:
             value = getattr(args, name)
             if value is not None:
-                argv += [f"--{name}", str(value)]
+                text = format_size(value) if name == "size" else str(value)
+                argv += [f"--{name}", text]
         return [*argv, "--run-id", self.run_id, *args.opts]
 
     def command(self, args: argparse.Namespace) -> str:
@@ -135,19 +138,12 @@ def skip_reason(cell: Cell, adapter: DeviceAdapter | None, absent: str | None) -
         adapter.check_precision(cell.precision)
     except DeviceError as err:
         return str(err)
-    limit = max_cards(adapter)
-    if cell.cards > limit:
-        unit = "visible cards" if adapter.is_accelerator else "cores (one process per core)"
-        return f"{cell.cards} cards asked; this machine has {limit} {adapter.name} {unit}"
-    return None
+    reason = card_limit(adapter, cell.cards)
+    return None if reason is None else f"{cell.cards} cards asked; {reason}"
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        model = config_path(args.model).stem
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    model = config_path(args.model).stem
     adapter, absent = None, None
     try:
         adapter, _ = resolve(args.device)

@@ -15,9 +15,11 @@ import logging
 import time
 from collections.abc import Callable
 
+from benchmark.errors import UsageError
 from benchmark.launch import execute
-from benchmark.measure import reduce_across_ranks, summarize
-from benchmark.workload import RepeatedTimers, UsageError, Workload, add_run_arguments
+from benchmark.measure import RepeatedTimers, reduce_across_ranks, summarize
+from benchmark.workload.args import add_run_arguments
+from benchmark.workload.build import Workload
 from rcnn.checkpoint import save_checkpoint
 from rcnn.engine.run import build_training, start_session
 from rcnn.engine.trainer import StepResult, Trainer, TrainHooks

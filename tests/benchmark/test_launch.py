@@ -8,7 +8,7 @@ import sys
 from benchmark.__main__ import build_parser
 from benchmark.commands import train
 from benchmark.launch import summary_line, torchrun_command, worker_env
-from benchmark.workload import command_line, to_argv
+from benchmark.workload.args import command_line, to_argv
 
 
 def parse(*argv: str) -> argparse.Namespace:

@@ -27,6 +27,8 @@ import os
 
 from yacs.config import CfgNode as CN
 
+from rcnn.device.base import PRECISIONS
+
 _C = CN()
 
 # ---------------------------------------------------------------------------------------------
@@ -326,7 +328,7 @@ _C.SEED = 0
 
 # Keys whose value must be one of a fixed set.
 CHOICES: dict[str, tuple[str, ...]] = {
-    "MODEL.PRECISION": ("fp32", "tf32", "fp16", "bf16"),
+    "MODEL.PRECISION": PRECISIONS,
     "DTYPE": ("float32", "float16"),
     "DATASETS.ON_BAD_DATA": ("reject", "skip"),
     "MODEL.ROI_HEADS.SAMPLER": ("random", "iou_balanced"),

@@ -14,11 +14,13 @@ proposals, so later stages would do far less work than a trained detector's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
+from yacs.config import CfgNode
 
+from benchmark.errors import UsageError
+from benchmark.workload.lookup import config_path
 from rcnn.checkpoint.torchvision_detection import load_torchvision_detection
 from rcnn.config import load_config
 from rcnn.modeling.detector import build_detection_model
@@ -26,7 +28,6 @@ from rcnn.structures.bounding_box import BoxList
 from rcnn.structures.image_list import to_image_list
 
 IMPLS = ("rcnn", "torchvision")
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "models" / "configs"
 
 # Config body -> torchvision backbone name.
 _TORCHVISION_BODIES = {
@@ -122,14 +123,12 @@ class TorchvisionImpl(Impl):
         return self.model(batch.images, targets)
 
 
-def model_config(model: str, overrides: list[str] | None = None):
-    path = CONFIG_DIR / f"{model}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"no config {path} for --model {model}")
-    return load_config(path, ["MODEL.WEIGHT", "", *(overrides or [])])
+def model_config(model: str, overrides: list[str] | None = None) -> CfgNode:
+    """Config `model` (a NAME or .yaml path) with no weights: both impls start from random ones."""
+    return load_config(config_path(model), ["MODEL.WEIGHT", "", *(overrides or [])])
 
 
-def build_torchvision_peer(cfg, image_size: tuple[int, int]) -> nn.Module:
+def build_torchvision_peer(cfg: CfgNode, image_size: tuple[int, int]) -> nn.Module:
     """torchvision's Faster/Mask R-CNN matching the config's body, classes and head sizes."""
     from torchvision.models.detection import FasterRCNN, MaskRCNN
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
@@ -138,7 +137,7 @@ def build_torchvision_peer(cfg, image_size: tuple[int, int]) -> nn.Module:
     r = cfg.MODEL.RESNETS
     key = (cfg.MODEL.BACKBONE.CONV_BODY, r.NUM_GROUPS, r.WIDTH_PER_GROUP)
     if key not in _TORCHVISION_BODIES:
-        raise ValueError(f"no torchvision peer for {key}; known: {sorted(_TORCHVISION_BODIES)}")
+        raise UsageError(f"no torchvision peer for {key}; known: {sorted(_TORCHVISION_BODIES)}")
     trainable = 5 - max(cfg.MODEL.BACKBONE.FREEZE_CONV_BODY_AT, 0)
     backbone = resnet_fpn_backbone(
         backbone_name=_TORCHVISION_BODIES[key],
