@@ -5,6 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rcnn.config.loader import ConfigError
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A config names a module no registry has (a config mistake, so a ConfigError)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
 
 class Registry(dict):
     """A dict of builders with a `register(name)` decorator and a helpful missing-key error."""
@@ -23,7 +32,7 @@ class Registry(dict):
         return _register
 
     def __missing__(self, name: str) -> Any:
-        raise KeyError(f"unknown {self.kind} {name!r}; known: {sorted(self)}")
+        raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {sorted(self)}")
 
 
 BACKBONES = Registry("backbone (MODEL.BACKBONE.CONV_BODY)")
