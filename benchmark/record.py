@@ -18,7 +18,6 @@ import math
 import os
 import shlex
 import sys
-import tempfile
 import types
 import typing
 import uuid
@@ -30,6 +29,7 @@ import torch
 
 from rcnn.device import DeviceAdapter, DeviceError, get_adapter
 from rcnn.utils.env import collect_env, git_commit
+from rcnn.utils.io import atomic_write_text
 
 SCHEMA_VERSION = 1
 Status = Literal["ok", "failed", "nan", "oom", "skipped"]  # skipped: a sweep cell that cannot run
@@ -268,20 +268,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file whole or not at all: a temp file beside it, fsync, rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def append_line(path: Path, line: str) -> None:
