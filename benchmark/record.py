@@ -25,9 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-import torch
-
 from rcnn.device import DeviceAdapter, DeviceError, get_adapter
+from rcnn.device.compat import OUT_OF_MEMORY_ERRORS
 from rcnn.utils.env import collect_env, git_commit
 from rcnn.utils.io import atomic_write_text
 
@@ -242,7 +241,7 @@ def new_record(adapter: DeviceAdapter | None = None, card: int = 0, **fields: An
 
 def status_of(exc: BaseException) -> str:
     """oom for out-of-memory errors (any backend's), nan for non-finite losses, else failed."""
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+    if isinstance(exc, OUT_OF_MEMORY_ERRORS):
         return "oom"
     if "out of memory" in str(exc).lower():
         return "oom"  # vendor plug-ins raise a plain RuntimeError with this text

@@ -19,6 +19,8 @@ from typing import TypeVar
 
 import torch
 
+from . import compat
+
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # what a plug-in raises for a capability it lacks (a missing attribute, an unimplemented call)
@@ -154,12 +156,14 @@ class DeviceAdapter:
     def set_device(self, index: int) -> None:
         self.module().set_device(index)
 
-    def _uses_torch_accelerator(self) -> bool:
-        # torch.accelerator covers the current accelerator generically; prefer it when it is ours,
-        # except for a PrivateUse1 plug-in: its own module is what a Python-only plug-in drives.
-        acc = getattr(torch, "accelerator", None)
-        current = acc.current_accelerator() if acc is not None and acc.is_available() else None
-        return current is not None and current.type == self.name != privateuse1_name()
+    def _uses_torch_accelerator(self, function: str = "synchronize") -> bool:
+        # torch.accelerator covers the current accelerator generically; prefer it when it is ours
+        # and this torch has the function (the module is from torch 2.6, its memory ones 2.9).
+        # A PrivateUse1 plug-in's own module is what a Python-only plug-in drives: ask it.
+        return (
+            compat.current_accelerator_type() == self.name != privateuse1_name()
+            and compat.accelerator_function(function) is not None
+        )
 
     def synchronize(self, index: int | None = None) -> None:
         if self._uses_torch_accelerator():
@@ -171,7 +175,7 @@ class DeviceAdapter:
 
     def reset_peak_memory(self, index: int | None = None) -> None:
         def reset() -> None:
-            if self._uses_torch_accelerator():
+            if self._uses_torch_accelerator("reset_peak_memory_stats"):
                 torch.accelerator.reset_peak_memory_stats(index)
             else:
                 self.module().reset_peak_memory_stats(index)
@@ -182,7 +186,7 @@ class DeviceAdapter:
         """Peak memory allocated by tensors since the last reset; None when not reported."""
 
         def peak() -> float:
-            if self._uses_torch_accelerator():
+            if self._uses_torch_accelerator("max_memory_allocated"):
                 return torch.accelerator.max_memory_allocated(index) / 2**20
             return self.module().max_memory_allocated(index) / 2**20
 
@@ -269,7 +273,7 @@ class DeviceAdapter:
 
     def grad_scaler(self, precision: str) -> torch.amp.GradScaler:
         """Dynamic loss scaling for fp16; a disabled (pass-through) scaler otherwise."""
-        return torch.amp.GradScaler(self.name, enabled=precision == "fp16")
+        return compat.grad_scaler(self.name, precision == "fp16", self.module())
 
     # -- kernels ----------------------------------------------------------------------------
 

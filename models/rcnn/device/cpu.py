@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from . import compat
 from .base import DeviceAdapter
 
 
@@ -79,7 +80,7 @@ class CpuAdapter(DeviceAdapter):
         return ("fp32", "bf16")
 
     def grad_scaler(self, precision: str) -> torch.amp.GradScaler:
-        return torch.amp.GradScaler("cpu", enabled=False)
+        return compat.grad_scaler("cpu", enabled=False)
 
     def environment(self) -> dict[str, str | None]:
         return {"plugin": None, "plugin_version": None, "driver": None}

@@ -6,6 +6,8 @@ import contextlib
 
 import torch
 
+from rcnn.device.compat import autocast_available
+
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 stays float64; everything else (float16, bfloat16, float32) runs in float32.
@@ -18,6 +20,6 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
     """Disable autocast on `device` so the op's matmuls stay in its compute dtype."""
-    if torch.amp.is_autocast_available(device.type):
+    if autocast_available(device.type):
         return torch.autocast(device_type=device.type, enabled=False)
     return contextlib.nullcontext()

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rcnn.device import DeviceAdapter
+from rcnn.device import DeviceAdapter, compat
 
 
 def is_dist() -> bool:
@@ -43,7 +43,7 @@ def init_distributed(adapter: DeviceAdapter, index: int, timeout_s: int = 1800) 
         backend=adapter.dist_backend,
         init_method="env://",
         timeout=datetime.timedelta(seconds=timeout_s),
-        device_id=device_id,
+        **compat.process_group_device(device_id),
     )
     return True
 
