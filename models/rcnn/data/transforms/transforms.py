@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torchvision.transforms import functional as F
 
+from rcnn.data.transforms import functional as F
 from rcnn.structures.bounding_box import FLIP_LEFT_RIGHT, FLIP_TOP_BOTTOM, BoxList
 
 
