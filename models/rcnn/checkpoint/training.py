@@ -7,7 +7,6 @@ must hold only tensors, numbers, strings, lists and dicts (see ``rcnn.checkpoint
 """
 
 import os
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +17,9 @@ from yacs.config import CfgNode
 from rcnn.checkpoint.errors import CheckpointError
 from rcnn.checkpoint.formats import read_torch_file, state_dict_of
 from rcnn.checkpoint.matching import LoadReport, load_state_dict_into
+from rcnn.utils.io import TEMP_SUFFIX, atomic_write
 
 LAST_CHECKPOINT = "last_checkpoint"
-_TMP_SUFFIX = ".tmp"
 
 
 @dataclass
@@ -58,9 +57,9 @@ def save_checkpoint(
     }
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    _atomic_write(path, lambda f: torch.save(data, f))
+    atomic_write(path, lambda f: torch.save(data, f))
     name = os.path.basename(path)
-    _atomic_write(os.path.join(folder, LAST_CHECKPOINT), lambda f: f.write(name.encode()))
+    atomic_write(os.path.join(folder, LAST_CHECKPOINT), lambda f: f.write(name.encode()))
     return path
 
 
@@ -113,7 +112,7 @@ def last_checkpoint(output_dir: str | os.PathLike) -> str | None:
 
 
 def remove_stale_temp_files(output_dir: str | os.PathLike) -> list[str]:
-    """Delete the temp files ``_atomic_write`` leaves when killed mid-write; returns them.
+    """Delete the temp files ``atomic_write`` leaves when killed mid-write; returns them.
 
     Call at the start of a run, before anything in ``output_dir`` is being written.
     """
@@ -123,7 +122,7 @@ def remove_stale_temp_files(output_dir: str | os.PathLike) -> list[str]:
     stale = [
         os.path.join(folder, name)
         for name in sorted(os.listdir(folder))
-        if name.startswith(".") and name.endswith(_TMP_SUFFIX)
+        if name.startswith(".") and name.endswith(TEMP_SUFFIX)
     ]
     for path in stale:
         os.remove(path)
@@ -134,18 +133,3 @@ def _unwrap(model: nn.Module) -> nn.Module:
     # DistributedDataParallel / DataParallel keep the real model in .module
     wrappers = (nn.parallel.DistributedDataParallel, nn.DataParallel)
     return model.module if isinstance(model, wrappers) else model
-
-
-def _atomic_write(path: str, write) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=_TMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
