@@ -219,7 +219,7 @@ def train(
     hooks = hooks or TrainHooks()
     hooks.after_step.append(run.eval_hook)
     try:
-        run.trainer.fit(run.data_loader, run.start_iter, run.max_iter, hooks)
+        run.trainer.fit(run.data_loader, run.start_iter, run.max_iter, hooks, prefetch=True)
     except KeyboardInterrupt:
         raise TrainingInterrupted(_save_on_interrupt(run)) from None
     return run.trainer, run.eval_hook

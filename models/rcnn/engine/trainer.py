@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from rcnn.device import DeviceAdapter
+from rcnn.engine.prefetch import prefetch_to_device
 from rcnn.utils import comm
 from rcnn.utils.metric_logger import MetricLogger
 
@@ -88,8 +89,10 @@ class Trainer:
         with self.adapter.autocast(self.precision):
             loss_dict = self.model(images, targets)
         total = sum(loss_dict.values())
-        # One host sync per step: needed to log and to stop on NaN before the weights change.
-        logged = {k: float(v.detach()) for k, v in comm.reduce_loss_dict(loss_dict).items()}
+        reduced = comm.reduce_loss_dict(loss_dict)
+        stacked = torch.stack([v.detach().float() for v in reduced.values()])
+        # The one host sync of a step: to log, and to stop on NaN before the weights change.
+        logged = dict(zip(reduced, stacked.tolist(), strict=True))
         if not all(math.isfinite(v) for v in logged.values()):
             raise NonFiniteLossError(self.iteration + 1, logged)
         self.optimizer.zero_grad(set_to_none=True)
@@ -100,9 +103,19 @@ class Trainer:
         return logged
 
     def fit(
-        self, data_loader: Iterable, start_iter: int, max_iter: int, hooks: TrainHooks | None = None
+        self,
+        data_loader: Iterable,
+        start_iter: int,
+        max_iter: int,
+        hooks: TrainHooks | None = None,
+        prefetch: bool = False,
     ) -> None:
+        """Train to `max_iter`. With `prefetch`, batches are copied to the card one ahead
+        (pinned, non-blocking); a timer that must count the copy as data time wraps the loader
+        in `prefetch_to_device` itself, inside the timer, and leaves this False."""
         hooks = hooks or TrainHooks()
+        if prefetch:
+            data_loader = prefetch_to_device(data_loader, self.adapter, self.index)
         self.iteration = start_iter
         show_bar = comm.is_main_process() and sys.stderr.isatty()
         bar = tqdm(total=max_iter, initial=start_iter, desc="train", disable=not show_bar)

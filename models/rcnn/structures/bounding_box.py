@@ -158,12 +158,19 @@ class BoxList:
         return box[:, 2] * box[:, 3]
 
     # ---- container ----------------------------------------------------------------------------
-    def to(self, device: torch.device | str) -> BoxList:
-        out = BoxList(self.bbox.to(device), self.size, self.mode)
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> BoxList:
+        out = BoxList(self.bbox.to(device, non_blocking=non_blocking), self.size, self.mode)
         for k, v in self.extra_fields.items():
             if hasattr(v, "to"):
-                v = v.to(device)
+                v = v.to(device, non_blocking=non_blocking)
             out.add_field(k, v)
+        return out
+
+    def pin_memory(self) -> BoxList:
+        """A copy in page-locked host memory (the DataLoader's pin_memory protocol)."""
+        out = BoxList(self.bbox.pin_memory(), self.size, self.mode)
+        for k, v in self.extra_fields.items():
+            out.add_field(k, v.pin_memory() if hasattr(v, "pin_memory") else v)
         return out
 
     def __getitem__(self, item: Any) -> BoxList:

@@ -18,6 +18,9 @@ class ImageList:
     def to(self, *args, **kwargs) -> ImageList:
         return ImageList(self.tensors.to(*args, **kwargs), self.image_sizes)
 
+    def pin_memory(self) -> ImageList:
+        return ImageList(self.tensors.pin_memory(), self.image_sizes)
+
     def __len__(self) -> int:
         return len(self.image_sizes)
 
