@@ -106,9 +106,12 @@ def test_native_batched_nms_matches_torchvision(case, categories):
     assert got.tolist() == want.tolist()
 
 
-def test_native_batched_nms_matches_torchvision_per_category_path():
+@pytest.mark.parametrize("padded_elements", [0, 1 << 20])
+def test_native_batched_nms_matches_torchvision_per_category_path(monkeypatch, padded_elements):
     # Over 1000 boxes torchvision runs nms per category, then sorts the kept boxes by score
-    # without a stable sort: with distinct scores the order is fully determined.
+    # without a stable sort: with distinct scores the order is fully determined. A zero budget
+    # for the all-groups-at-once overlap tensor forces the blockwise path.
+    monkeypatch.setattr(native_nms_module, "_PADDED_ELEMENTS", padded_elements)
     boxes = random_boxes(11, 2500, 0.0, 0.0) * 5
     scores = random_scores(11, 2500, 0)
     idxs = torch.randint(0, 8, (2500,), generator=torch.Generator().manual_seed(5))

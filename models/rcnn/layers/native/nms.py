@@ -15,12 +15,15 @@ from torch import Tensor
 # Elements of one block's IoU matrix (1 MiB in float32): cache-sized; rows shrink as n grows.
 _BLOCK_ELEMENTS = 1 << 18
 _MIN_BLOCK, _MAX_BLOCK = 64, 1024
+# Elements of the per-group overlap tensor of batched_nms's one-pass path (4 MiB of float32).
+_PADDED_ELEMENTS = 1 << 20
 
 
 def _iou(rows: Tensor, cols: Tensor) -> Tensor:
-    """IoU [R, C] of xyxy boxes without +1, in torchvision's operation order."""
-    rx1, ry1, rx2, ry2 = (v[:, None] for v in rows.unbind(dim=1))
-    cx1, cy1, cx2, cy2 = (v[None, :] for v in cols.unbind(dim=1))
+    """IoU [..., R, C] of xyxy boxes [..., R, 4] and [..., C, 4] without +1, in torchvision's
+    operation order."""
+    rx1, ry1, rx2, ry2 = (v[..., :, None] for v in rows.unbind(dim=-1))
+    cx1, cy1, cx2, cy2 = (v[..., None, :] for v in cols.unbind(dim=-1))
     # In place where possible: fresh [R, C] buffers cost more than the arithmetic.
     w = torch.minimum(rx2, cx2)
     scratch = torch.maximum(rx1, cx1)
@@ -42,6 +45,32 @@ def _threshold_below(iou_threshold: float, dtype: torch.dtype) -> float:
     if rounded.item() > iou_threshold:
         rounded = torch.nextafter(rounded, torch.tensor(float("-inf"), dtype=dtype))
     return rounded.item()
+
+
+def _padded_groups_keep(boxes: Tensor, iou_threshold: float, groups: Tensor) -> Tensor | None:
+    """Keep mask of greedy NMS per group, all groups at once on a [G, M, M] overlap tensor
+    (M: the largest group); None when that tensor would exceed the block budget."""
+    ids, counts = torch.unique_consecutive(groups, return_counts=True)
+    largest = int(counts.max())
+    if ids.shape[0] * largest * largest > _PADDED_ELEMENTS:
+        return None
+    group = torch.repeat_interleave(torch.arange(ids.shape[0], device=boxes.device), counts)
+    starts = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(boxes.shape[0], device=boxes.device) - starts[group]
+    padded = boxes.new_zeros(ids.shape[0], largest, 4)
+    padded[group, slot] = boxes
+    valid = torch.zeros(ids.shape[0], largest, dtype=torch.bool, device=boxes.device)
+    valid[group, slot] = True
+    threshold = _threshold_below(iou_threshold, boxes.dtype)
+    within = (_iou(padded, padded) > threshold).triu_(1) & valid[:, :, None]
+    kept = valid
+    # The same fixed-point iteration as _greedy_keep's blocks, over every group in one pass.
+    while True:
+        nxt = valid & ~(within & kept[:, :, None]).any(dim=1)
+        if torch.equal(nxt, kept):
+            break
+        kept = nxt
+    return kept[group, slot]
 
 
 def _block_size(n: int) -> int:
@@ -122,7 +151,10 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     by_score = _stable_descending(scores)
     order = by_score[torch.sort(idxs[by_score], stable=True).indices]
-    sorted_boxes = boxes[order]
-    kept = order[_greedy_keep(sorted_boxes, iou_threshold, idxs[order].contiguous())]
+    sorted_boxes, groups = boxes[order], idxs[order].contiguous()
+    keep = _padded_groups_keep(sorted_boxes, iou_threshold, groups)
+    if keep is None:
+        keep = _greedy_keep(sorted_boxes, iou_threshold, groups)
+    kept = order[keep]
     kept = torch.sort(kept).values
     return kept[_stable_descending(scores[kept])]
