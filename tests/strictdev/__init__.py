@@ -1,0 +1,41 @@
+"""A strict test accelerator: a pure-Python out-of-tree PyTorch device named `strict`.
+
+It is built the way vendor plug-ins (torch_mlu, torch_npu) are: PrivateUse1 renamed, a device
+module registered as `torch.strict`, tensors whose `.device` is `strict:N`. Each op runs on CPU
+storage, but the device fails where a real card fails: an op that mixes a `strict` tensor with a
+CPU tensor (other than a 0-dim scalar) or with another card's tensor raises, as does a view op
+the device has no kernel for (`unfold`, what `Tensor.repeat` lowers to). It has its own
+`synchronize`, `device_count`, `current_device`/`set_device` and per-card RNG state. It has no
+collective backend of its own.
+
+Use it from the command line (tests/ on the path, the module named as the plug-in):
+
+    PYTHONPATH=tests RCNN_DEVICE_PLUGIN=strictdev python -m benchmark infer --device strict ...
+
+Environment flags, read at import:
+    STRICTDEV_CARDS=N       number of cards (default 2)
+    STRICTDEV_HIDE=a,b      optional capabilities the device does not offer: `name`
+                            (get_device_name), `properties` (get_device_properties), `memory`
+                            (memory statistics), `bf16` (is_bf16_supported), `rng` (RNG state)
+    STRICTDEV_AUTOCAST=     `ops` (default: conv/linear/matmul run in the autocast dtype),
+                            `none` (autocast accepted but covers no op, so fp16/bf16 silently
+                            run fp32) or `off` (autocast not implemented: ops under it raise)
+
+Needs torch >= 2.9 (torch._C._acc registers the Python device guard and hooks); older torch
+cannot move tensors to a Python-only device, and `import strictdev` says so in one line.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .device import NAME, install
+
+__version__ = "0.1"
+CARDS = int(os.environ.get("STRICTDEV_CARDS", "2"))
+HIDDEN = frozenset(x for x in os.environ.get("STRICTDEV_HIDE", "").split(",") if x)
+AUTOCAST = os.environ.get("STRICTDEV_AUTOCAST", "ops")
+
+install(cards=CARDS, hidden=HIDDEN, autocast=AUTOCAST)
+
+__all__ = ["NAME", "install"]
