@@ -85,14 +85,15 @@ class RPNPostProcessor:
         proposals = self.box_coder.decode(deltas.reshape(-1, 4), boxes.reshape(-1, 4)).view(n, k, 4)
 
         sizes = torch.tensor(image_sizes, dtype=proposals.dtype, device=proposals.device)
-        max_xy = (sizes.flip(1) - TO_REMOVE).repeat(1, 2)[:, None, :]
+        # cat/expand, not Tensor.repeat: repeat lowers to unfold, which plug-in devices lack
+        max_xy = torch.cat((sizes.flip(1), sizes.flip(1)), dim=1)[:, None, :] - TO_REMOVE
         proposals = torch.minimum(proposals.clamp(min=0), max_xy)
         widths = proposals[..., 2] - proposals[..., 0] + TO_REMOVE
         heights = proposals[..., 3] - proposals[..., 1] + TO_REMOVE
         valid = ((widths >= self.min_size) & (heights >= self.min_size)).reshape(-1)
 
         image_idx = torch.arange(n, device=scores.device)[:, None].expand(n, k).reshape(-1)
-        groups = (image_idx * num_levels + levels.repeat(n))[valid]
+        groups = (image_idx * num_levels + levels.expand(n, k).reshape(-1))[valid]
         flat_boxes = proposals.reshape(-1, 4)[valid]
         flat_scores = scores.reshape(-1)[valid]
         keep = batched_nms(legacy_nms_boxes(flat_boxes), flat_scores, groups, self.nms_thresh)

@@ -48,8 +48,9 @@ class PostProcessor:
             box_regression = box_regression[:, -4:]
         proposals = self.box_coder.decode(box_regression, concat_boxes)
         if self.cls_agnostic_bbox_reg:
-            proposals = proposals.repeat(1, num_classes)
-        proposals = proposals.view(-1, num_classes, 4)
+            # expand, not Tensor.repeat: repeat lowers to unfold, which plug-in devices lack
+            proposals = proposals[:, None, :].expand(-1, num_classes, 4)
+        proposals = proposals.reshape(-1, num_classes, 4)
 
         # Clip every box to its own image.
         counts = [len(b) for b in boxes]
@@ -60,7 +61,7 @@ class PostProcessor:
         sizes = torch.tensor(
             [b.size for b in boxes], dtype=proposals.dtype, device=proposals.device
         )
-        max_xy = (sizes - TO_REMOVE).repeat(1, 2)[image_idx][:, None, :]
+        max_xy = (torch.cat((sizes, sizes), dim=1) - TO_REMOVE)[image_idx][:, None, :]
         proposals = torch.minimum(proposals.clamp(min=0), max_xy)
 
         # Background (class 0) never yields detections.
