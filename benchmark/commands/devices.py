@@ -8,6 +8,7 @@ import json
 import torch
 
 from rcnn.device import all_adapters
+from rcnn.layers import preflight
 from rcnn.utils.env import torchvision_version
 
 
@@ -20,7 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def describe(preflight: bool = True) -> list[dict]:
+def describe(check_ops: bool = True) -> list[dict]:
+    """One row per backend; `check_ops` runs the op preflight on each available one's card 0."""
     rows = []
     for adapter in all_adapters():
         reason = adapter.unavailable_reason()
@@ -42,8 +44,9 @@ def describe(preflight: bool = True) -> list[dict]:
                 for c in adapter.cards()
             ]
             row["precisions"] = list(adapter.supported_precisions())
-            if preflight:
-                row["ops"] = adapter.preflight(0)
+            row["notes"] = adapter.notes()  # what it could not say, and refused precisions
+            if check_ops:
+                row["ops"] = preflight(adapter.torch_device(0))
         rows.append(row)
     return rows
 
@@ -51,7 +54,7 @@ def describe(preflight: bool = True) -> list[dict]:
 def _fmt_cards(cards: list[dict]) -> str:
     if not cards:
         return "-"
-    names = sorted({c["name"] for c in cards})
+    names = sorted({c["name"] or "unnamed card" for c in cards})  # a plug-in may not say
     mem = cards[0]["memory_mb"]
     mem_txt = f", {mem / 1024:.0f} GiB" if mem else ""
     return f"{len(cards)} x {' / '.join(names)}{mem_txt}"
@@ -82,7 +85,7 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = describe(preflight=not args.no_preflight)
+    rows = describe(check_ops=not args.no_preflight)
     versions = {"torch": torch.__version__, "torchvision": torchvision_version()}
     if args.json:
         print(json.dumps({"versions": versions, "backends": rows}, indent=2))

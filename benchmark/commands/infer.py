@@ -27,7 +27,7 @@ from rcnn.data import make_data_loader
 from rcnn.engine.coco_eval import evaluate_predictions
 from rcnn.engine.inference import compute_on_dataset, gather_predictions
 from rcnn.engine.run import build_model, iou_types, start_session
-from rcnn.layers import kernels_used
+from rcnn.layers import kernels_used, preflight
 from rcnn.utils import comm
 
 T = TypeVar("T")
@@ -111,7 +111,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     fields.update(
         dataset=workload.data.record(len(dataset)),
         peak_mem_mb=max((p for p in peaks if p is not None), default=None),
-        ops=kernels_used() or adapter.preflight(index),
+        ops=kernels_used() or preflight(adapter.torch_device(index)),
         accuracy=accuracy(scores) if scores else None,
     )
     return fields

@@ -23,7 +23,7 @@ from benchmark.workload.build import Workload
 from rcnn.checkpoint import save_checkpoint
 from rcnn.engine.run import build_training, start_session
 from rcnn.engine.trainer import StepResult, Trainer, TrainHooks
-from rcnn.layers import kernels_used
+from rcnn.layers import kernels_used, preflight
 from rcnn.utils import comm
 
 logger = logging.getLogger("rcnn.bench")
@@ -125,7 +125,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         dataset=workload.data.record(len(training.data_loader.dataset)),
         peak_mem_mb=max((p for p in peaks if p is not None), default=None),
         final_loss=last_loss[0] if last_loss else None,
-        ops=kernels_used() or adapter.preflight(index),
+        ops=kernels_used() or preflight(adapter.torch_device(index)),
         accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,
         time_to_accuracy_s=hook.time_to_accuracy_s,
     )

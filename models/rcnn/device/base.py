@@ -275,14 +275,6 @@ class DeviceAdapter:
         """Dynamic loss scaling for fp16; a disabled (pass-through) scaler otherwise."""
         return compat.grad_scaler(self.name, precision == "fp16", self.module())
 
-    # -- kernels ----------------------------------------------------------------------------
-
-    def preflight(self, index: int = 0) -> dict[str, str]:
-        """Run tiny detection ops on the card and say which kernel each op will use."""
-        from rcnn.layers import preflight
-
-        return preflight(self.torch_device(index))
-
     # -- description ------------------------------------------------------------------------
 
     def environment(self) -> dict[str, str | None]:

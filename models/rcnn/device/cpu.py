@@ -13,7 +13,8 @@ from . import compat
 from .base import DeviceAdapter
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The host CPU's model name, as the OS reports it."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -42,7 +43,7 @@ class CpuAdapter(DeviceAdapter):
 
     def card_name(self, index: int) -> str:
         # threads vary per run (OMP_NUM_THREADS); a card name must not, or report rows split
-        return f"{_cpu_model()} ({os.cpu_count()} cores)"
+        return f"{cpu_model()} ({os.cpu_count()} cores)"
 
     def card_memory_mb(self, index: int) -> float | None:
         try:

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from rcnn.device import DeviceAdapter
+from rcnn.device.cpu import cpu_model
 
 
 def torchvision_version() -> str | None:
@@ -49,8 +50,6 @@ def git_commit(root: str | Path | None = None) -> str | None:
 
 def collect_env(adapter: DeviceAdapter) -> dict[str, str | None]:
     """The record's `env` block: python, torch, torchvision, plug-in, driver, cpu, hostname."""
-    from rcnn.device.cpu import _cpu_model
-
     backend = adapter.environment()
     plugin = backend.get("plugin")
     return {
@@ -60,7 +59,7 @@ def collect_env(adapter: DeviceAdapter) -> dict[str, str | None]:
         "plugin": f"{plugin} {backend.get('plugin_version')}" if plugin else None,
         "driver": backend.get("driver"),
         "runtime": backend.get("runtime"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "torch_threads": str(torch.get_num_threads()),
         "hostname": socket.gethostname(),
         "os": platform.platform(),
