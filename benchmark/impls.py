@@ -130,9 +130,17 @@ def model_config(model: str, overrides: list[str] | None = None) -> CfgNode:
 
 def build_torchvision_peer(cfg: CfgNode, image_size: tuple[int, int]) -> nn.Module:
     """torchvision's Faster/Mask R-CNN matching the config's body, classes and head sizes."""
-    from torchvision.models.detection import FasterRCNN, MaskRCNN
-    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-    from torchvision.ops.misc import FrozenBatchNorm2d
+    try:
+        from torchvision.models.detection import FasterRCNN, MaskRCNN
+        from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+        from torchvision.ops.misc import FrozenBatchNorm2d
+    except Exception as err:  # a torchvision that does not match torch fails with anything
+        raise UsageError(
+            f"compare needs torchvision (it builds torchvision's peer and loads its weights into "
+            f"ours), and it does not import here ({type(err).__name__}: {err}); install the "
+            f"torchvision that matches torch {torch.__version__}; train, infer, ops and devices "
+            f"run without it"
+        ) from err
 
     r = cfg.MODEL.RESNETS
     key = (cfg.MODEL.BACKBONE.CONV_BODY, r.NUM_GROUPS, r.WIDTH_PER_GROUP)
