@@ -12,7 +12,7 @@ import sys
 
 from benchmark.errors import USER_ERRORS
 
-VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "compare", "report")
+VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "verify", "compare", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

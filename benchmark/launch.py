@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from benchmark.errors import USER_ERRORS, UsageError
-from benchmark.record import failed_record, new_record, new_run_id, write_run
+from benchmark.record import new_run_id, save_run, status_of
 from benchmark.workload.args import check_counts, command_line, to_argv
 from benchmark.workload.build import Workload, build_workload, cards_per_node
 from rcnn.device import resolve
@@ -176,7 +176,7 @@ def execute(
                 raise UsageError(f"torchrun started {expected} processes for {world} cards")
         measured = measure(workload, args)
     except Exception as exc:
-        status_record = failed_record(exc, adapter=adapter, **fields)
+        status = status_of(exc)
         if isinstance(exc, USER_ERRORS):
             message = str(exc)
         elif _rank() == 0:
@@ -186,16 +186,25 @@ def execute(
             traceback.print_exc()
             message = f"{type(exc).__name__}: {exc}"
         if _rank() == 0:
-            write_run(results, status_record, log.text())
+            # the run's own error is said first, whatever happens to its record
             print(f"error: {message}", file=sys.stderr)
+            _, why = save_run(results, fields, exc, adapter, log.text())
+            if why:
+                print(f"error: {why}", file=sys.stderr)
         else:
             print(f"error (rank {_rank()}): {message}", file=sys.stderr)
-        return _exit_code(status_record["status"], exc)
+        return _exit_code(status, exc)
     if measured is None:  # not rank 0: rank 0 writes the record
         return 0
-    record = new_record(adapter=adapter, **{**fields, **measured})
-    write_run(results, record, log.text(), workload.cfg.dump())
+    record = {**fields, **measured}
+    _, why = save_run(results, record, None, adapter, log.text(), workload.cfg.dump())
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return EXIT["failed"]
     print(summary_line(record))
+    if record.get("status", "ok") != "ok":  # measured, but not what was asked (e.g. precision)
+        print(f"error: {record.get('error')}", file=sys.stderr)
+        return EXIT.get(record["status"], EXIT["failed"])
     return 0
 
 
@@ -226,21 +235,30 @@ def _launch(
             f"torchrun exited with code {code} before rank 0 wrote the record; "
             "see the workers' output above"
         )
-        write_run(args.results, failed_record(exc, **fields))
         print(f"error: {exc}", file=sys.stderr)
+        _, why = save_run(args.results, fields, exc)
+        if why:
+            print(f"error: {why}", file=sys.stderr)
         return code or EXIT["failed"]
     return code
 
 
 def summary_line(record: dict) -> str:
-    """One line per run: what ran, img/s, p50 latency (or step time), AP."""
+    """One line per run: what ran, img/s, p50 latency (or step time), AP; for verify, how
+    well the device agreed with the CPU."""
+    head = (
+        f"{record['mode']} {record['model']} on {record['cards']} x {record['device_type']} "
+        f"{record['precision']}"
+    )
+    if record.get("agreement") is not None:
+        numbers = ", ".join(f"{k} {v:.4g}" for k, v in record["agreement"].items() if v is not None)
+        return f"{head} vs cpu fp32: {record.get('status', 'ok')}: {numbers} [{record['run_id']}]"
     latency = record.get("latency_ms") or record.get("step_time_ms") or {}
     kind = "latency" if record.get("latency_ms") else "step"
     ap = (record.get("accuracy") or {}).get("bbox_ap")
     ap_text = f", bbox AP {ap:.3f}" if ap is not None else ""
     return (
-        f"{record['mode']} {record['model']} on {record['cards']} x {record['device_type']} "
-        f"{record['precision']}, batch {record.get('batch_per_card')}/card: "
+        f"{head}, batch {record.get('batch_per_card')}/card: "
         f"{record['throughput_img_s']:.2f} img/s, p50 {kind} {latency.get('p50', 0):.1f} ms"
         f"{ap_text} [{record['run_id']}]"
     )

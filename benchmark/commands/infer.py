@@ -26,6 +26,7 @@ from rcnn.checkpoint import load_weights
 from rcnn.data import make_data_loader
 from rcnn.engine.coco_eval import evaluate_predictions
 from rcnn.engine.inference import compute_on_dataset, gather_predictions
+from rcnn.engine.precision_check import ConvDtypeProbe
 from rcnn.engine.run import build_model, iou_types, start_session
 from rcnn.layers import kernels_used, preflight
 from rcnn.utils import comm
@@ -88,9 +89,10 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     if args.warmup == 0:
         adapter.reset_peak_memory(index)
     stream = itertools.islice(passes(loader), args.warmup + iters * args.repeats)
-    local = compute_on_dataset(
-        model, timers.iterate(stream), adapter, index, session.precision, on_batch=batch_end
-    )
+    with ConvDtypeProbe(model) as probe:
+        local = compute_on_dataset(
+            model, timers.iterate(stream), adapter, index, session.precision, on_batch=batch_end
+        )
     windows = [reduce_across_ranks(w) for w in timers.windows()]
     peaks = comm.all_gather_objects(adapter.peak_memory_mb(index))
     predictions = gather_predictions(local)
@@ -113,5 +115,9 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         peak_mem_mb=max((p for p in peaks if p is not None), default=None),
         ops=kernels_used() or preflight(adapter.torch_device(index)),
         accuracy=accuracy(scores) if scores else None,
+        compute_dtype=probe.dtype_name,
     )
+    why = probe.mismatch(session.precision, adapter.name)
+    if why:  # measured, but not at the precision asked for: the cell fails and says why
+        fields.update(status="failed", error=why)
     return fields

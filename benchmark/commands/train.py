@@ -21,6 +21,7 @@ from benchmark.measure import RepeatedTimers, reduce_across_ranks, summarize
 from benchmark.workload.args import add_run_arguments
 from benchmark.workload.build import Workload
 from rcnn.checkpoint import save_checkpoint
+from rcnn.engine.precision_check import ConvDtypeProbe
 from rcnn.engine.run import build_training, start_session
 from rcnn.engine.trainer import StepResult, Trainer, TrainHooks
 from rcnn.layers import kernels_used, preflight
@@ -105,7 +106,8 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     if args.warmup == 0:
         adapter.reset_peak_memory(index)
     total = args.warmup + args.iters * args.repeats
-    training.trainer.fit(timers.iterate(training.data_loader), 0, total, hooks)
+    with ConvDtypeProbe(training.trainer.model) as probe:
+        training.trainer.fit(timers.iterate(training.data_loader), 0, total, hooks)
 
     windows = [reduce_across_ranks(w) for w in timers.windows()]
     peaks = comm.all_gather_objects(adapter.peak_memory_mb(index))
@@ -128,5 +130,9 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         ops=kernels_used() or preflight(adapter.torch_device(index)),
         accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,
         time_to_accuracy_s=hook.time_to_accuracy_s,
+        compute_dtype=probe.dtype_name,
     )
+    why = probe.mismatch(session.precision, adapter.name)
+    if why:  # measured, but not at the precision asked for: the cell fails and says why
+        fields.update(status="failed", error=why)
     return fields

@@ -228,24 +228,32 @@ class DeviceAdapter:
         return self._optional("bf16 query", lambda: bool(self.module().is_bf16_supported()), None)
 
     def autocast_works(self, precision: str) -> bool:
-        """Whether torch's autocast really covers this backend at `precision`: for a plug-in
-        it does not cover, torch warns and runs fp32 under an fp16/bf16 label."""
+        """Whether torch's autocast really covers this backend at `precision`, tried once per
+        process with a tiny convolution on card 0: where it does not, torch warns (or says
+        nothing) and runs fp32 work under an fp16/bf16 label."""
+        tried = self.__dict__.setdefault("_autocast", {})
+        if precision not in tried:
+            why = self._autocast_failure(AUTOCAST_DTYPES[precision])
+            if why is not None:
+                self.__dict__.setdefault("_refused", {})[precision] = why
+                self.note(f"{self.name}: {why}; {precision} refused")
+            tried[precision] = why is None
+        return tried[precision]
+
+    def _autocast_failure(self, dtype: torch.dtype) -> str | None:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the "disabling autocast" warning is our answer
-                with torch.autocast(device_type=self.name, dtype=AUTOCAST_DTYPES[precision]):
-                    try:
-                        enabled = torch.is_autocast_enabled(self.name)
-                    except TypeError:  # torch < 2.4 asks about cuda only; the conv check guards
-                        enabled = True
-        except (AssertionError, RuntimeError, ValueError) as err:
-            enabled, why = False, f"torch autocast cannot run on it ({str(err).splitlines()[0]})"
-        else:
-            why = f"torch autocast does not cover {precision} on it"
-        if not enabled:
-            self.__dict__.setdefault("_refused", {})[precision] = why
-            self.note(f"{self.name}: {why}; {precision} refused")
-        return enabled
+                warnings.simplefilter("ignore")  # torch's "disabling autocast": the dtype says it
+                x = torch.ones(1, 1, 2, 2, device=self.torch_device(0))
+                weight = torch.ones(1, 1, 1, 1, device=self.torch_device(0))
+                with torch.autocast(device_type=self.name, dtype=dtype):
+                    out = torch.nn.functional.conv2d(x, weight)
+        except Exception as err:  # a plug-in fails in any way
+            said = (str(err).splitlines() or [""])[0][:160]
+            return f"a convolution under torch autocast failed ({type(err).__name__}: {said})"
+        if out.dtype != dtype:
+            return f"torch autocast left a convolution in {str(out.dtype).removeprefix('torch.')}"
+        return None
 
     def check_precision(self, precision: str) -> None:
         if precision not in PRECISIONS:

@@ -65,14 +65,21 @@ class ConvDtypeProbe:
         """The dtype seen, as the record writes it; None when no convolution ran."""
         return dtype_name(self.dtype) if self.dtype is not None else None
 
-    def check(self, precision: str, device: str = "") -> None:
-        """Raise PrecisionMismatch, saying why, when the convolutions ran in another dtype."""
+    def mismatch(self, precision: str, device: str = "") -> str | None:
+        """Why the convolutions did not run in `precision`'s dtype, or None when they did (or
+        when none ran)."""
         expected = EXPECTED_DTYPES[precision]
         if self.dtype is None or self.dtype == expected:
-            return
+            return None
         where = f" on {device}" if device else ""
-        raise PrecisionMismatch(
+        return (
             f"precision {precision} asked for {dtype_name(expected)} convolutions, but they ran "
             f"in {dtype_name(self.dtype)}{where}: autocast did not cover them, so this is not a "
             f"{precision} measurement"
         )
+
+    def check(self, precision: str, device: str = "") -> None:
+        """Raise PrecisionMismatch, saying why, when the convolutions ran in another dtype."""
+        why = self.mismatch(precision, device)
+        if why is not None:
+            raise PrecisionMismatch(why)
