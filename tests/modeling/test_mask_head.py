@@ -362,9 +362,10 @@ def test_rle_and_polygon_targets_agree_inside():
         assert target[4:, 4:].min() == 1
 
 
-def test_quick_mask_rcnn_trains_and_pastes_full_image_masks(rectangle_images):
+def test_quick_mask_rcnn_trains_then_returns_probabilities_or_pasted_masks(rectangle_images):
     """The quick Mask R-CNN config on two real JPEGs: one image's masks as polygons, the other's
-    as RLE; 3 training iterations with a finite loss_mask, then full-image masks in eval."""
+    as RLE; 3 training iterations with a finite loss_mask; in eval, 28 x 28 probabilities, or
+    full-image masks with MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS."""
     from rcnn.modeling.detector import build_detection_model
     from rcnn.structures.image_list import to_image_list
 
@@ -395,10 +396,19 @@ def test_quick_mask_rcnn_trains_and_pastes_full_image_masks(rectangle_images):
     assert model.roi_heads["mask"].predictor.mask_fcn_logits.weight.grad.abs().sum() > 0
 
     model.eval()
+    pasting = build_detection_model(
+        load_config(QUICK_MASK, ["MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS", "True"])
+    )
+    pasting.load_state_dict(model.state_dict())
+    pasting.eval()
     with torch.no_grad():
-        results = model(images)
-    for result in results:
+        results, pasted = model(images), pasting(images)
+    for result, full in zip(results, pasted, strict=True):
         assert set(result.fields()) == {"scores", "labels", "mask"}
-        mask = result.get_field("mask")
+        prob = result.get_field("mask")
+        assert prob.dtype == torch.float32 and prob.shape == (len(result), 1, 28, 28)
+        assert prob.min() >= 0 and prob.max() <= 1
+        mask = full.get_field("mask")
         assert mask.dtype == torch.uint8 and mask.shape == (len(result), 1, 128, 160)
+        assert torch.equal(mask, paste_masks_in_image(prob, result.bbox, 128, 160))
     assert sum(len(r) for r in results) > 0

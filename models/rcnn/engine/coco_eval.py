@@ -1,8 +1,10 @@
 """COCO evaluation of per-image predictions with pycocotools.
 
-Predictions are BoxLists in the network's input size; they are resized to the original image,
-turned into COCO results (xywh boxes with the legacy +1 width, json category ids, RLE masks),
-and scored with COCOeval. The 12-number summary is printed as pycocotools prints it.
+Predictions are BoxLists in the network's input size. Each image's is turned, as soon as it is
+made, into a compact ImageResult at the original size: xywh boxes with the legacy +1 width, json
+category ids, and the mask head's M x M probabilities pasted at the original size and
+RLE-encoded (maskrcnn-benchmark pastes there too, once). They are scored with COCOeval; the
+12-number summary is printed as pycocotools prints it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import contextlib
 import io
 import json
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rcnn.modeling.roi_heads.mask_head.inference import paste_masks_in_image
 from rcnn.structures.bounding_box import BoxList
 
 STAT_NAMES = (
@@ -37,67 +42,99 @@ STAT_NAMES = (
 logger = logging.getLogger("rcnn.eval")
 
 
-def boxes_to_coco(predictions: dict[int, BoxList], dataset) -> list[dict]:
-    """COCO 'bbox' results; predictions map dataset index -> BoxList at network input size."""
-    results = []
-    for idx, pred in predictions.items():
-        if len(pred) == 0:
-            continue
-        info = dataset.get_img_info(idx)
-        pred = pred.resize((info["width"], info["height"])).convert("xywh")
-        boxes = pred.bbox.float().cpu().numpy()
-        scores = pred.get_field("scores").float().cpu().numpy()
-        labels = pred.get_field("labels").cpu().numpy()
-        image_id = dataset.id_to_img_map[idx]
-        to_json = dataset.contiguous_category_id_to_json_id
-        results.extend(
-            {
-                "image_id": int(image_id),
-                "category_id": int(to_json[int(lab)]),
-                "bbox": [round(float(v), 3) for v in box],
-                "score": float(s),
-            }
-            for box, s, lab in zip(boxes, scores, labels, strict=True)
-        )
-    return results
+@dataclass
+class ImageResult:
+    """One image's detections as COCO results need them, compact enough to keep for a whole
+    COCO-val run: xywh boxes at the original size, scores, json category ids, RLE masks."""
+
+    image_id: int
+    boxes: np.ndarray
+    scores: np.ndarray
+    category_ids: np.ndarray
+    rles: list[dict] | None = None
 
 
-def masks_to_coco(predictions: dict[int, BoxList], dataset) -> list[dict]:
-    """COCO 'segm' results from the `mask` field (full-image binary masks, N x 1 x H x W)."""
-    from pycocotools import mask as mask_util
+def image_result(
+    idx: int, pred: BoxList, dataset, mask_threshold: float = 0.5, mask_chunk: int = 16
+) -> ImageResult:
+    """Dataset image `idx`'s prediction (at network input size) as an ImageResult. Mask
+    probabilities (N x 1 x M x M) are pasted at the original size and RLE-encoded
+    `mask_chunk` detections at a time, so no image's full-size masks outlive this call."""
+    info = dataset.get_img_info(idx)
+    width, height = int(info["width"]), int(info["height"])
+    pred = pred.to("cpu").resize((width, height)).convert("xyxy")
+    to_json = dataset.contiguous_category_id_to_json_id
+    labels = pred.get_field("labels").tolist()
+    rles = (
+        mask_rles(pred, height, width, mask_threshold, mask_chunk)
+        if pred.has_field("mask")
+        else None
+    )
+    return ImageResult(
+        image_id=int(dataset.id_to_img_map[idx]),
+        boxes=pred.convert("xywh").bbox.float().numpy(),
+        scores=pred.get_field("scores").float().numpy(),
+        category_ids=np.array([to_json[int(lab)] for lab in labels], dtype=np.int64),
+        rles=rles,
+    )
 
-    results = []
-    for idx, pred in predictions.items():
-        if len(pred) == 0 or not pred.has_field("mask"):
-            continue
-        info = dataset.get_img_info(idx)
-        masks = _at_size(pred.get_field("mask"), info["height"], info["width"]).numpy()
-        scores = pred.get_field("scores").float().cpu().numpy()
-        labels = pred.get_field("labels").cpu().numpy()
-        image_id = dataset.id_to_img_map[idx]
-        to_json = dataset.contiguous_category_id_to_json_id
-        rles = mask_util.encode(np.asfortranarray(masks[:, 0].transpose(1, 2, 0).astype(np.uint8)))
-        for rle, s, lab in zip(rles, scores, labels, strict=True):
-            rle["counts"] = rle["counts"].decode("ascii")
-            results.append(
-                {
-                    "image_id": int(image_id),
-                    "category_id": int(to_json[int(lab)]),
-                    "segmentation": rle,
-                    "score": float(s),
-                }
+
+def mask_rles(
+    pred: BoxList, height: int, width: int, threshold: float = 0.5, chunk: int = 16
+) -> list[dict]:
+    """COCO RLEs of a prediction's masks at image size (height, width), the prediction's boxes
+    already resized to it; `chunk` detections are pasted and encoded at a time."""
+    masks, boxes = pred.get_field("mask"), pred.convert("xyxy").bbox
+    return [
+        rle
+        for first in range(0, len(pred), chunk)
+        for rle in _encode(
+            _full_image_masks(
+                masks[first : first + chunk], boxes[first : first + chunk], height, width, threshold
             )
-    return results
+        )
+    ]
 
 
-def _at_size(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Full-image masks pasted at the network's input size, brought to the original size."""
+def _full_image_masks(
+    masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, threshold: float
+) -> torch.Tensor:
+    """uint8 [N, 1, height, width] masks: probabilities are pasted into their boxes; masks the
+    model already pasted (POSTPROCESS_MASKS, at its input size) are resized."""
+    if masks.is_floating_point():
+        return paste_masks_in_image(masks, boxes, height, width, threshold, padding=1)
     if masks.shape[-2:] == (height, width):
-        return masks.cpu().to(torch.uint8)
+        return masks.to(torch.uint8)
     resized = F.interpolate(
-        masks.cpu().float(), size=(height, width), mode="bilinear", align_corners=False
+        masks.float(), size=(height, width), mode="bilinear", align_corners=False
     )
     return (resized >= 0.5).to(torch.uint8)
+
+
+def _encode(masks: torch.Tensor) -> list[dict]:
+    from pycocotools import mask as mask_util
+
+    # [N, 1, H, W] -> Fortran-ordered [H, W, N], the layout pycocotools encodes
+    rles = mask_util.encode(np.asfortranarray(masks[:, 0].permute(1, 2, 0).numpy()))
+    for rle in rles:
+        rle["counts"] = rle["counts"].decode("ascii")
+    return rles
+
+
+def to_coco(results: Iterable[ImageResult], iou_type: str) -> list[dict]:
+    """COCO results json entries ('bbox' or 'segm') of every image's ImageResult."""
+    entries = []
+    for res in results:
+        if iou_type == "segm" and res.rles is None:
+            continue
+        for i, (score, cat) in enumerate(zip(res.scores, res.category_ids, strict=True)):
+            entry = {"image_id": res.image_id, "category_id": int(cat), "score": float(score)}
+            if iou_type == "bbox":
+                entry["bbox"] = [round(float(v), 3) for v in res.boxes[i]]
+            else:
+                entry["segmentation"] = res.rles[i]
+            entries.append(entry)
+    return entries
 
 
 def evaluate_coco(coco_gt, results: list[dict], iou_type: str) -> tuple[dict[str, float], str]:
@@ -122,16 +159,26 @@ def evaluate_predictions(
     iou_types: tuple[str, ...] = ("bbox",),
     output_dir: str | Path | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Score predictions on a dataset with COCO ground truth; save the results json files."""
-    converters = {"bbox": boxes_to_coco, "segm": masks_to_coco}
+    """Score BoxList predictions (by dataset index) with the dataset's COCO ground truth."""
+    results = {idx: image_result(idx, pred, dataset) for idx, pred in predictions.items()}
+    return evaluate_results(results, dataset, iou_types, output_dir)
+
+
+def evaluate_results(
+    results: dict[int, ImageResult],
+    dataset,
+    iou_types: tuple[str, ...] = ("bbox",),
+    output_dir: str | Path | None = None,
+) -> dict[str, dict[str, float]]:
+    """Score ImageResults (by dataset index) with COCO ground truth; save the results json."""
     scores = {}
     for iou_type in iou_types:
-        results = converters[iou_type](predictions, dataset)
+        entries = to_coco(results.values(), iou_type)
         if output_dir:
             path = Path(output_dir) / f"{iou_type}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(results))
-        stats, summary = evaluate_coco(dataset.coco, results, iou_type)
+            path.write_text(json.dumps(entries))
+        stats, summary = evaluate_coco(dataset.coco, entries, iou_type)
         logger.info("Evaluate annotation type *%s*\n%s", iou_type, summary.rstrip())
         scores[iou_type] = stats
     return scores

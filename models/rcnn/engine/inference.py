@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tqdm import tqdm
@@ -15,7 +17,10 @@ from rcnn.device import DeviceAdapter
 from rcnn.structures.bounding_box import BoxList
 from rcnn.utils import comm
 
-from .coco_eval import evaluate_predictions
+from .coco_eval import evaluate_results, image_result
+from .prefetch import prefetch_to_device
+
+T = TypeVar("T")
 
 logger = logging.getLogger("rcnn.inference")
 
@@ -27,29 +32,42 @@ def compute_on_dataset(
     index: int,
     precision: str,
     on_batch: Callable[[int], None] | None = None,
-) -> dict[int, BoxList]:
-    """Predictions by dataset index; `on_batch(n_images)` lets a timer see each batch end."""
+    prefetch: bool = False,
+    convert: Callable[[int, BoxList], T] | None = None,
+) -> dict[int, BoxList | T]:
+    """Predictions by dataset index, on the host.
+
+    `on_batch(n_images)` lets a timer see each batch end; `convert(idx, prediction)` runs
+    after it, outside the batch's time (e.g. pasting masks and RLE-encoding them, so that
+    only compact results are kept). With `prefetch`, batches are copied to the card one ahead
+    (pinned, non-blocking); a timer that counts the copy as data time does that itself.
+    """
     device = adapter.torch_device(index)
     model.eval()
-    results: dict[int, BoxList] = {}
+    results: dict[int, BoxList | T] = {}
     show = comm.is_main_process() and sys.stderr.isatty()
+    if prefetch:
+        data_loader = prefetch_to_device(data_loader, adapter, index)
     with torch.no_grad():
         for images, _targets, idxs in tqdm(data_loader, desc="inference", disable=not show):
             with adapter.autocast(precision):
                 outputs = model(images.to(device))
             outputs = [o.to("cpu") for o in outputs]  # the copy waits for the device
-            results.update(zip(idxs, outputs, strict=True))
             if on_batch is not None:
                 on_batch(len(idxs))
+            if convert is not None:
+                outputs = [convert(i, o) for i, o in zip(idxs, outputs, strict=True)]
+            results.update(zip(idxs, outputs, strict=True))
     return results
 
 
-def gather_predictions(local: dict[int, BoxList]) -> dict[int, BoxList] | None:
-    """All ranks' predictions on rank 0 (None elsewhere); distributed samplers pad, so dedupe."""
-    parts = comm.all_gather_objects(local)
-    if not comm.is_main_process():
+def gather_predictions(local: dict[int, T]) -> dict[int, T] | None:
+    """All ranks' predictions on rank 0 only (None elsewhere); distributed samplers pad, so
+    an image two ranks predicted is kept once."""
+    parts = comm.gather_objects(local)
+    if parts is None:
         return None
-    merged: dict[int, BoxList] = {}
+    merged: dict[int, T] = {}
     for part in parts:
         merged.update(part)
     return dict(sorted(merged.items()))
@@ -67,17 +85,20 @@ def inference(
 ) -> dict[str, dict[str, float]] | None:
     """Evaluate a model on a dataset; returns {iou_type: stats} on rank 0, None elsewhere."""
     start = time.perf_counter()
-    local = compute_on_dataset(model, data_loader, adapter, index, precision)
+    convert = functools.partial(image_result, dataset=dataset)
+    local = compute_on_dataset(
+        model, data_loader, adapter, index, precision, prefetch=True, convert=convert
+    )
     adapter.synchronize(index)
     comm.barrier()
     elapsed = time.perf_counter() - start
-    predictions = gather_predictions(local)
-    if predictions is None:
+    results = gather_predictions(local)
+    if results is None:
         return None
     logger.info(
-        "inference on %d images took %.1f s (%d card(s))",
-        len(predictions),
+        "inference on %d images took %.1f s (%d card(s)), masks pasted and encoded included",
+        len(results),
         elapsed,
         comm.get_world_size(),
     )
-    return evaluate_predictions(predictions, dataset, iou_types, output_dir)
+    return evaluate_results(results, dataset, iou_types, output_dir)

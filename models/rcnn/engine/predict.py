@@ -1,7 +1,8 @@
 """Predictions for loose images (a file or a folder), as a per-image JSON users can read.
 
 Each image: {path, height, width, detections: [{bbox: {x_min, y_min, width, height},
-class: {label, name}, score}]}, boxes in original-image pixels with the legacy +1 width.
+class: {label, name}, score, mask}]}, boxes in original-image pixels with the legacy +1 width;
+`mask` (mask models only) is the detection's full-image mask as a COCO RLE {size, counts}.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from PIL import Image
 from rcnn.data.datasets.bad_data import DataError
 from rcnn.data.transforms import build_transforms
 from rcnn.device import DeviceAdapter
+from rcnn.engine.coco_eval import mask_rles
 from rcnn.structures.image_list import to_image_list
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -77,15 +79,20 @@ def predict_images(
         batch = to_image_list([tensor], cfg.DATALOADER.SIZE_DIVISIBILITY).to(device)
         with torch.no_grad(), adapter.autocast(precision):
             (pred,) = model(batch)
-        pred = pred.to("cpu").resize(image.size).convert("xywh")
+        pred = pred.to("cpu").resize(image.size)
         keep = pred.get_field("scores") >= score_threshold
         pred = pred[keep]
+        # Mask models: 28 x 28 probabilities pasted at the image's own size, as COCO RLEs.
+        rles = mask_rles(pred, image.height, image.width) if pred.has_field("mask") else None
+        pred = pred.convert("xywh")
         detections = []
-        for box, score, label in zip(
-            pred.bbox.float().tolist(),
-            pred.get_field("scores").float().tolist(),
-            pred.get_field("labels").tolist(),
-            strict=True,
+        for i, (box, score, label) in enumerate(
+            zip(
+                pred.bbox.float().tolist(),
+                pred.get_field("scores").float().tolist(),
+                pred.get_field("labels").tolist(),
+                strict=True,
+            )
         ):
             name = class_names[label] if class_names and label < len(class_names) else str(label)
             detections.append(
@@ -101,6 +108,8 @@ def predict_images(
                     "score": round(float(score), 4),
                 }
             )
+            if rles is not None:
+                detections[-1]["mask"] = rles[i]
         out.append(
             {
                 "path": str(path),

