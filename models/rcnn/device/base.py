@@ -192,6 +192,16 @@ class DeviceAdapter:
 
         return self._optional("memory statistics", peak, None)
 
+    def supports_pinned_memory(self) -> bool:
+        """Whether page-locked host memory works here, so a batch's copy to the card can be
+        asynchronous (the host prepares the next batch while the card computes)."""
+        acc = getattr(torch, "accelerator", None)
+        if not self.is_accelerator or (acc is not None and not self._uses_torch_accelerator()):
+            return False  # pin_memory() pins for the current accelerator: it must be this one
+        return self._optional(
+            "pinned host memory", lambda: torch.empty(1).pin_memory().is_pinned(), False
+        )
+
     # -- randomness -------------------------------------------------------------------------
 
     def manual_seed(self, seed: int) -> None:
