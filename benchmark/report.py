@@ -145,6 +145,23 @@ def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+VERIFY = ["box_match", "box_iou", "score_diff", "label_agreement", "mask_iou", "loss_diff"]
+
+
+def verify_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Each verify run: how a device's detections and losses agreed with the CPU's in fp32."""
+    runs = df[df["mode"] == "verify"]
+    if runs.empty:
+        return pd.DataFrame()
+    cols = [f"agreement.{k}" for k in [*VERIFY, "loss_after_step_diff"]]
+    table = runs[["model", "device_name", "precision", "status"]].copy()
+    for col in cols:
+        values = runs[col] if col in runs else pd.Series(float("nan"), index=runs.index)
+        table[col.removeprefix("agreement.")] = [_num(v, "{:.4g}") for v in values]
+    table["convs ran in"] = [_text(v) for v in runs.get("compute_dtype", [None] * len(runs))]
+    return _order(table, ["model", "device_name", "precision"]).rename(columns=LABELS)
+
+
 def data_bound_table(df: pd.DataFrame) -> pd.DataFrame:
     if "data_time_share" not in df:
         return pd.DataFrame()
@@ -311,6 +328,15 @@ def build_report(
             "No ok inference records.",
         ),
         _section("Accuracy (COCO)", accuracy_table(df), "No evaluated records."),
+        _section(
+            "Device vs CPU (verify)",
+            verify_table(df),
+            "No verify records.",
+            "The same weights and images on the device and on the CPU in fp32: detections "
+            "matched by IoU >= 0.5 (`box_match` = matched / most detections), mean IoU, largest "
+            "score difference, label and mask agreement; relative loss difference of a training "
+            "step and after it. A record holds its bounds (`agreement_limits`); a miss fails it.",
+        ),
     ]
     rest = [
         _section(

@@ -282,3 +282,23 @@ def test_real_cpu_loop_measured_recorded_and_reported(tmp_path, capsys):
     cells = row(out, "tiny", "rcnn", record["device_name"], "1", "fp32", "2")
     assert cells[6] == f"{fields['throughput_img_s']:.1f}"
     assert cells[7] == f"{fields['latency_ms']['p50']:.1f}"
+
+
+def test_verify_records_have_their_own_section(tmp_path, capsys):
+    numbers = dict(box_match=0.98, box_iou=0.991, score_diff=0.004, label_agreement=1.0)
+    numbers.update(mask_iou=None, loss_diff=2e-4, loss_after_step_diff=8e-4)
+    limits = dict(box_match=0.95, box_iou=0.98, score_diff=0.02, loss_diff=1e-3)
+    verify = dict(mode="verify", throughput_img_s=None, agreement_limits=limits)
+    write_run(tmp_path, rec("h", **verify, agreement=numbers, compute_dtype="float32"))
+    worse = {**numbers, "box_match": 0.61}
+    failed = dict(status="failed", error="cuda disagrees with the CPU: box_match 0.61 < 0.7")
+    write_run(tmp_path, rec("h", **verify, precision="bf16", agreement=worse, **failed))
+    code, _, _ = run_report([tmp_path], tmp_path, capsys)
+    assert code == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    section = text.split("## Device vs CPU (verify)")[1].split("## ")[0]
+    assert f"| {MODEL} | {A100} | fp32 | ok | 0.98 | 0.991 | 0.004 | 1 | - | 0.0002 |" in section
+    assert f"| {MODEL} | {A100} | bf16 | failed | 0.61 |" in section
+    assert "| box_match 0.61 < 0.7 |" not in section  # the reason is in the failed-runs table
+    assert "disagrees with the CPU: box_match 0.61 < 0.7" in text
+    assert "No ok training records." in text  # a verify record is not a training cell
