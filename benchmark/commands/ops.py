@@ -191,6 +191,19 @@ def time_ms(
     return 1000 * statistics.median(timer.window().compute_s)
 
 
+def agreement(kernel_out: object, native_out: object) -> str:
+    """How the kernel's result compares with the native one, as one token: `same` (equal),
+    the largest absolute difference of float outputs, or `differ` (indices, shapes)."""
+    if not isinstance(kernel_out, torch.Tensor) or not isinstance(native_out, torch.Tensor):
+        return "-"  # a case that only runs (a backward pass) has nothing to compare
+    a, b = kernel_out.detach().cpu(), native_out.detach().cpu()
+    if a.shape != b.shape or (not a.is_floating_point() and not torch.equal(a, b)):
+        return "differ"
+    if not a.is_floating_point() or a.numel() == 0 or torch.equal(a, b):
+        return "same"
+    return f"{(a.double() - b.double()).abs().max().item():.1e}"
+
+
 def _format_ms(ms: float | None) -> str:
     if ms is None:
         return "n/a"
@@ -219,15 +232,19 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for case in CASES:
         run_case = case.make(device)
-        kernel_ms = None
+        kernel_ms, agree = None, "n/a"
+        native_run = partial(run_case, getattr(native, case.name))
         if usable[case.op]:
             kernel = partial(run_case, getattr(dispatch.load_kernels(), case.name))
+            agree = agreement(kernel(), native_run())
             kernel_ms = time_ms(kernel, sync, args.warmup, args.repeats)
-        native_run = partial(run_case, getattr(native, case.name))
         native_ms = time_ms(native_run, sync, args.warmup, args.repeats)
         ratio = f"{native_ms / kernel_ms:.2f}" if kernel_ms else "n/a"
-        rows.append((case.name, case.label, _format_ms(kernel_ms), _format_ms(native_ms), ratio))
-    _print_table(("op", "case", "kernel ms", "native ms", "native/kernel"), rows)
+        rows.append(
+            (case.name, case.label, agree, _format_ms(kernel_ms), _format_ms(native_ms), ratio)
+        )
+    header = ("op", "case", "kernel vs native", "kernel ms", "native ms", "native/kernel")
+    _print_table(header, rows)
     return 0
 
 

@@ -35,6 +35,10 @@ def test_ops_prints_kernel_native_and_ratio_per_case(monkeypatch, capsys):
     assert "nms: kernel ok (preflight passed)" in out
     rows = [line.split() for line in out.splitlines() if line.startswith(("nms ", "roi_pool "))]
     assert [r[0] for r in rows] == ["nms", "roi_pool"]
+    assert rows[0][-4] == "same"  # the same nms indices from kernel and native
+    assert rows[1][-4] == "same"  # roi_pool takes maxima of the same values: exact
+    assert ops.agreement(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5])) == "5.0e-01"
+    assert ops.agreement(torch.tensor([3, 1]), torch.tensor([3])) == "differ"
     for row in rows:
         kernel_ms, native_ms, ratio = (float(v) for v in row[-3:])
         assert kernel_ms > 0 and native_ms > 0
