@@ -40,8 +40,10 @@ export CHECKPOINT_DIR="${CHECKPOINT_DIR:-$RCNN_ROOT/checkpoints}"
 export RESULTS_DIR="${RESULTS_DIR:-$RCNN_ROOT/results}"
 
 _rcnn_venv=""
-# RCNN_VENV is where benchmark/setup_env.sh was told to make it (default .venv).
+# RCNN_VENV is where benchmark/setup_env.sh was told to make it (default .venv). With RCNN_PYTHON
+# (the images set it) that interpreter is the environment: no venv is activated over it.
 for _rcnn_candidate in ${RCNN_VENV:+"$RCNN_VENV"} "$RCNN_ROOT/.venv" "$RCNN_ROOT/venv"; do
+    if [ -n "${RCNN_PYTHON:-}" ]; then break; fi
     if [ -f "$_rcnn_candidate/bin/activate" ]; then
         _rcnn_venv=$_rcnn_candidate
         break
@@ -63,7 +65,7 @@ if [ "${RCNN_ENV_QUIET:-0}" != 1 ]; then
     echo "  DATASET_DIR    $DATASET_DIR"
     echo "  CHECKPOINT_DIR $CHECKPOINT_DIR"
     echo "  RESULTS_DIR    $RESULTS_DIR"
-    echo "  venv           ${_rcnn_venv:-none (using $(command -v python3 || echo 'no python3'))}"
+    echo "  venv           ${_rcnn_venv:-none (using ${RCNN_PYTHON:-$(command -v python3 || echo 'no python3')})}"
     for _rcnn_var in CUDA_VISIBLE_DEVICES MLU_VISIBLE_DEVICES ASCEND_RT_VISIBLE_DEVICES; do
         # Indirect lookup that bash and zsh share; the names are this fixed list.
         _rcnn_isset="" _rcnn_value=""
