@@ -191,15 +191,3 @@ def test_install_project_is_editable_without_deps(fake_image):
 def test_install_usage_errors(fake_image, args):
     proc = fake_image(*args)
     assert proc.returncode != 0 and ("usage:" in proc.stderr or "not found" in proc.stderr)
-
-
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
-def test_shell_scripts_are_shellcheck_clean():
-    scripts = ["run_docker.sh", "env.sh", "docker/entrypoint.sh", "docker/install_project.sh"]
-    proc = subprocess.run(
-        ["shellcheck", "-x", *scripts],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 0, proc.stdout
