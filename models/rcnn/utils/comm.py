@@ -32,13 +32,19 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def binds_card(adapter: DeviceAdapter) -> bool:
+    """Whether the collective runs on the card itself (nccl, hccl, cncl): only those take
+    init_process_group's device_id; gloo (or host staging) on a plug-in device refuses it."""
+    capability = getattr(dist.Backend, "backend_capability", {})
+    return adapter.is_accelerator and adapter.name in capability.get(adapter.dist_backend, [])
+
+
 def init_distributed(adapter: DeviceAdapter, index: int, timeout_s: int = 1800) -> bool:
     """Join the process group torchrun set up (env://); a no-op for a single process."""
     if not launched_by_torchrun() or is_dist():
         return is_dist()
     adapter.set_device(index)
-    # nccl/hccl/cncl want the process's own card; gloo ignores device_id
-    device_id = adapter.torch_device(index) if adapter.is_accelerator else None
+    device_id = adapter.torch_device(index) if binds_card(adapter) else None
     dist.init_process_group(
         backend=adapter.dist_backend,
         init_method="env://",
