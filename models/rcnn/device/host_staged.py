@@ -56,25 +56,28 @@ class HostStagedGroup(dist.ProcessGroup):
     def broadcast(self, tensors: list[torch.Tensor], opts: object = None) -> dist.Work:
         return self._staged(tensors, lambda host: self._gloo.broadcast(host, opts))
 
-    def allgather(
-        self, outputs: list[list[torch.Tensor]], inputs: list[torch.Tensor], opts: object = None
+    def _staged_lists(
+        self,
+        outputs: list[list[torch.Tensor]],
+        inputs: list[torch.Tensor],
+        call: Callable[[list, list], dist.Work],
     ) -> dist.Work:
         host_out = [[t.cpu() for t in per_input] for per_input in outputs]
-        self._gloo.allgather(host_out, [t.cpu() for t in inputs], opts).wait()
+        call(host_out, [t.cpu() for t in inputs]).wait()
         for per_input, copies in zip(outputs, host_out, strict=True):
             for tensor, copy in zip(per_input, copies, strict=True):
                 tensor.copy_(copy)
         return _done(outputs)
 
+    def allgather(
+        self, outputs: list[list[torch.Tensor]], inputs: list[torch.Tensor], opts: object = None
+    ) -> dist.Work:
+        return self._staged_lists(outputs, inputs, lambda o, i: self._gloo.allgather(o, i, opts))
+
     def gather(
         self, outputs: list[list[torch.Tensor]], inputs: list[torch.Tensor], opts: object = None
     ) -> dist.Work:
-        host_out = [[t.cpu() for t in per_input] for per_input in outputs]
-        self._gloo.gather(host_out, [t.cpu() for t in inputs], opts).wait()
-        for per_input, copies in zip(outputs, host_out, strict=True):
-            for tensor, copy in zip(per_input, copies, strict=True):
-                tensor.copy_(copy)
-        return _done(outputs)
+        return self._staged_lists(outputs, inputs, lambda o, i: self._gloo.gather(o, i, opts))
 
     def barrier(self, opts: object = None) -> dist.Work:
         return self._gloo.barrier(opts)
