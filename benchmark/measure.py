@@ -5,13 +5,21 @@ back to back: each starts where the previous one ended, so the measured step tim
 exactly the wall time of the measured window, and throughput agrees with the step times.
 
     timer = IterationTimer(lambda: adapter.synchronize(index), warmup=10)
-    for batch in timer.iterate(loader):        # times the wait for each batch, then syncs
+    batches = prefetch_to_device(loader, adapter, index)  # pinned, non-blocking copies
+    for batch in timer.iterate(batches):       # times the wait for each batch and its copy
         loss = model(batch)                     # ... backward, optimizer step, or inference
         timer.step_end(images=len(batch))       # syncs, closes the iteration
     fields = summarize([timer.window()], latency=False)
 
-Every boundary is a device synchronize: one at `start()` and two per iteration (after the batch
-is ready, after the compute), so queued device work is never credited to the wrong side or lost.
+The copy to the card is queued inside the batches the timer waits for, so the synchronize that
+ends data time also waits for the copy: data time is the loader, pinning and the copy.
+
+Sync policy `iteration` (the default): every boundary is a device synchronize, one at `start()`
+and two per iteration (after the batch is ready, after the compute), so queued device work is
+never credited to the wrong side or lost, and step times are per-step latencies. Policy
+`window`: only the window's edges synchronize (the start, the end of the warm-up and the last
+measured iteration), so the host runs ahead and overlaps with the card as it would in
+production; throughput is exact, per-iteration times are host-side and latency is not reported.
 
 Percentiles interpolate linearly between order statistics (numpy's default, Hyndman-Fan type 7):
 the p-th percentile of n sorted values sits at rank (n - 1) * p / 100.
@@ -27,6 +35,8 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 T = TypeVar("T")
+
+SYNC_POLICIES = ("iteration", "window")
 
 # A run that waits for data more than a fifth of its wall time measures its input pipeline, not
 # the device; the record says so with `data_bound`.
@@ -80,6 +90,7 @@ class Window:
     step_s: list[float] = field(default_factory=list)
     data_s: list[float] = field(default_factory=list)
     compute_s: list[float] = field(default_factory=list)
+    sync: str = "iteration"
 
 
 class IterationTimer:
@@ -94,9 +105,17 @@ class IterationTimer:
         synchronize: Callable[[], None],
         warmup: int,
         clock: Callable[[], float] = time.perf_counter,
+        sync: str = "iteration",
+        iters: int | None = None,
     ) -> None:
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
+        if sync not in SYNC_POLICIES:
+            raise ValueError(f"sync must be one of {', '.join(SYNC_POLICIES)}, got {sync!r}")
+        if sync == "window" and iters is None:
+            raise ValueError("sync 'window' needs the measured iteration count (iters)")
+        self.sync = sync
+        self.iters = iters
         self._sync = synchronize
         self._clock = clock
         self.warmup = warmup
@@ -107,9 +126,15 @@ class IterationTimer:
         self._data_end: float | None = None
         self._window = Window(warmup_iters=0, first_iter_s=None)
 
-    def _now(self) -> float:
-        self._sync()
+    def _now(self, boundary: bool = True) -> float:
+        if boundary:
+            self._sync()
         return self._clock()
+
+    def _at_edge(self) -> bool:
+        """Whether the iteration ending now closes the warm-up or the measured window."""
+        done = self.iterations + 1
+        return done == self.warmup or done == self.warmup + (self.iters or 0)
 
     def start(self) -> None:
         """Open the first iteration; `iterate` calls it for you."""
@@ -119,13 +144,13 @@ class IterationTimer:
         """The batch is ready (on the device, if the loop moved it there): data time ends."""
         if self._iter_start is None:
             raise RuntimeError("IterationTimer.start() must be called before data_end()")
-        self._data_end = self._now()
+        self._data_end = self._now(self.sync == "iteration")
 
     def step_end(self, images: int) -> None:
         """The iteration's compute is done: record it; the next iteration starts now."""
         if self._data_end is None:
             raise RuntimeError("IterationTimer.data_end() must be called before step_end()")
-        end = self._now()
+        end = self._now(self.sync == "iteration" or self._at_edge())
         step, data = end - self._iter_start, self._data_end - self._iter_start
         if self.iterations == 0:
             self._first_iter_s = step
@@ -161,7 +186,29 @@ class IterationTimer:
             step_s=list(w.step_s),
             data_s=list(w.data_s),
             compute_s=list(w.compute_s),
+            sync=self.sync,
         )
+
+
+class PausableClock:
+    """perf_counter minus the time spent paused: work wrapped by `excluding` (evaluation,
+    pasting masks) does not count as a step."""
+
+    def __init__(self) -> None:
+        self.paused_s = 0.0
+
+    def __call__(self) -> float:
+        return time.perf_counter() - self.paused_s
+
+    def excluding(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def wrapped(*args, **kwargs) -> T:
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.paused_s += time.perf_counter() - start
+
+        return wrapped
 
 
 class RepeatedTimers:
@@ -175,10 +222,12 @@ class RepeatedTimers:
         iters: int | None,
         repeats: int,
         clock: Callable[[], float] | None = None,
+        sync: str = "iteration",
     ) -> None:
         extra = {"clock": clock} if clock is not None else {}
         self.timers = [
-            IterationTimer(synchronize, warmup if r == 0 else 0, **extra) for r in range(repeats)
+            IterationTimer(synchronize, warmup if r == 0 else 0, sync=sync, iters=iters, **extra)
+            for r in range(repeats)
         ]
         self.iters = iters
         self.warmup = warmup
@@ -225,6 +274,7 @@ def reduce_across_ranks(window: Window) -> Window:
         step_s=[s for w in ranks for s in w.step_s],
         data_s=[s for w in ranks for s in w.data_s],
         compute_s=[s for w in ranks for s in w.compute_s],
+        sync=window.sync,
     )
 
 
@@ -235,7 +285,8 @@ def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict
     `throughput_spread` gives their median, min, max and IQR; measured_iters counts every
     repeat's iterations (per rank); step-time and latency percentiles pool every repeat's
     iterations; first_iter_s is the first repeat's (only it starts cold).
-    Pass `latency=True` for inference loops to fill latency_ms (per batch).
+    Pass `latency=True` for inference loops to fill latency_ms (per batch); a window timed
+    with sync 'window' has no per-batch latency.
     """
     if isinstance(windows, Window):
         windows = [windows]
@@ -253,7 +304,10 @@ def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict
         "throughput_img_s": statistics.median(throughputs),
         "throughput_spread": spread(throughputs),
         "step_time_ms": distribution_ms(step_s),
-        "latency_ms": distribution_ms(compute_s) if latency else None,
+        "latency_ms": distribution_ms(compute_s)
+        if latency and windows[0].sync == "iteration"
+        else None,
+        "sync": windows[0].sync,
         "data_time_share": share,
         "data_bound": share > DATA_BOUND_SHARE,
         "first_iter_s": windows[0].first_iter_s,

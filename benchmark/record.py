@@ -106,6 +106,8 @@ class Record(_Identity, total=False):
     command: str | None
     notes: list[str] | None  # what the device could not say or do (null fields, refusals)
     compute_dtype: str | None  # the dtype the body's first conv ran in (float32, bfloat16, ...)
+    sync: str | None  # iteration (a device sync per step) | window (only at the window's edges)
+    data_time_covers: str | None  # what data time includes (loader, pinning, copy to the card)
     agreement: dict[str, float | None] | None  # verify: device vs CPU fp32, one number each
     agreement_limits: dict[str, float] | None  # verify: the bound each number had to meet
 

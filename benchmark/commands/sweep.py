@@ -19,7 +19,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.record import new_record, new_run_id, read_records, write_run
+from benchmark.record import (
+    check_results_dir,
+    new_record,
+    new_run_id,
+    read_records,
+    write_run,
+)
 from benchmark.report import build_report
 from benchmark.workload.args import SIZE_HELP, format_size, parse_size
 from benchmark.workload.build import card_limit
@@ -143,6 +149,7 @@ def skip_reason(cell: Cell, adapter: DeviceAdapter | None, absent: str | None) -
 
 
 def run(args: argparse.Namespace) -> int:
+    check_results_dir(args.results)
     model = config_path(args.model).stem
     adapter, absent = None, None
     try:
@@ -176,9 +183,7 @@ def run(args: argparse.Namespace) -> int:
         write_run(args.results, record)
         statuses.append((cell, f"skipped: {reason}"))
     print(sweep_table(statuses))
-    return _report(args, [c.run_id for c, _ in statuses]) or int(
-        any(s.startswith("exit") for _, s in statuses)
-    )
+    return _report(args, [c.run_id for c, _ in statuses])
 
 
 def sweep_table(statuses: list[tuple[Cell, str]]) -> str:
@@ -188,14 +193,17 @@ def sweep_table(statuses: list[tuple[Cell, str]]) -> str:
 
 
 def _report(args: argparse.Namespace, run_ids: list[str]) -> int:
-    """Print this sweep's tables; 1 when none of its cells left a record."""
+    """Print this sweep's tables (failed cells with their reason); 0 when every cell left a
+    record, whatever its status, so a script goes on to its report; 1 when one left none."""
     records, _ = read_records([args.results])
     ours = [r for r in records if r["run_id"] in set(run_ids)]
-    if not ours:
-        print("error: the sweep left no records", file=sys.stderr)
+    if ours:
+        out = Path(args.results) / "sweeps" / run_ids[0]
+        report = build_report(ours, out, sources=[str(args.results)])
+        print(report.summary)
+        print(f"sweep report: {out / 'REPORT.md'}", file=sys.stderr)
+    missing = len(set(run_ids) - {r["run_id"] for r in ours})
+    if missing:
+        print(f"error: {missing} of {len(run_ids)} sweep cells left no record", file=sys.stderr)
         return 1
-    out = Path(args.results) / "sweeps" / run_ids[0]
-    report = build_report(ours, out, sources=[str(args.results)])
-    print(report.summary)
-    print(f"sweep report: {out / 'REPORT.md'}", file=sys.stderr)
     return 0

@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from collections.abc import Callable
 
 from benchmark.errors import UsageError
 from benchmark.launch import execute
-from benchmark.measure import RepeatedTimers, reduce_across_ranks, summarize
+from benchmark.measure import PausableClock, RepeatedTimers, reduce_across_ranks, summarize
 from benchmark.workload.args import add_run_arguments
 from benchmark.workload.build import Workload
 from rcnn.checkpoint import save_checkpoint
 from rcnn.engine.precision_check import ConvDtypeProbe
+from rcnn.engine.prefetch import DATA_TIME_COVERS, prefetch_to_device
 from rcnn.engine.run import build_training, start_session
 from rcnn.engine.trainer import StepResult, Trainer, TrainHooks
 from rcnn.layers import kernels_used, preflight
@@ -63,33 +62,18 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("--target-ap needs --eval-period N (N > 0) and a single repeat")
 
 
-class PausableClock:
-    """perf_counter minus the time spent paused: evaluation does not count as a step."""
-
-    def __init__(self) -> None:
-        self.paused_s = 0.0
-
-    def __call__(self) -> float:
-        return time.perf_counter() - self.paused_s
-
-    def excluding(self, hook: Callable[[Trainer, StepResult], bool]):
-        def wrapped(trainer: Trainer, step: StepResult) -> bool:
-            start = time.perf_counter()
-            try:
-                return hook(trainer, step)
-            finally:
-                self.paused_s += time.perf_counter() - start
-
-        return wrapped
-
-
 def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     session = start_session(workload.cfg)
     adapter, index = session.adapter, session.index
     training = build_training(session, resume=False, checkpoints=False)
     clock = PausableClock()
     timers = RepeatedTimers(
-        lambda: adapter.synchronize(index), args.warmup, args.iters, args.repeats, clock=clock
+        lambda: adapter.synchronize(index),
+        args.warmup,
+        args.iters,
+        args.repeats,
+        clock=clock,
+        sync=args.sync,
     )
     last_loss: list[float] = []
 
@@ -107,7 +91,9 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         adapter.reset_peak_memory(index)
     total = args.warmup + args.iters * args.repeats
     with ConvDtypeProbe(training.trainer.model) as probe:
-        training.trainer.fit(timers.iterate(training.data_loader), 0, total, hooks)
+        # the copy to the card happens inside the timed wait for each batch: data time
+        batches = prefetch_to_device(training.data_loader, adapter, index)
+        training.trainer.fit(timers.iterate(batches), 0, total, hooks)
 
     windows = [reduce_across_ranks(w) for w in timers.windows()]
     peaks = comm.all_gather_objects(adapter.peak_memory_mb(index))
@@ -131,6 +117,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,
         time_to_accuracy_s=hook.time_to_accuracy_s,
         compute_dtype=probe.dtype_name,
+        data_time_covers=DATA_TIME_COVERS,
     )
     why = probe.mismatch(session.precision, adapter.name)
     if why:  # measured, but not at the precision asked for: the cell fails and says why

@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterable
 
 from benchmark.errors import UsageError
+from benchmark.measure import SYNC_POLICIES
 from rcnn.device import PRECISIONS
 
 DEFAULTS = {  # per mode: batch per card, warm-up and measured iterations (None: one test pass)
@@ -96,6 +97,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
         help="iterations run before measuring (not in the statistics)",
     )
     parser.add_argument("--repeats", type=int, default=1, help="measured windows (median, spread)")
+    parser.add_argument(
+        "--sync",
+        choices=SYNC_POLICIES,
+        default="iteration",
+        help="synchronize the device every iteration (per-step latency) or only at the measured "
+        "window's edges (throughput with host/device overlap)",
+    )
     parser.add_argument("--ckpt", help="weights to load (a checkpoint file or catalog name)")
     parser.add_argument(
         "--results",
@@ -131,6 +139,7 @@ def to_argv(args: argparse.Namespace, options: Iterable[str] = ()) -> list[str]:
         "iters",
         "warmup",
         "repeats",
+        "sync",
         "ckpt",
         "results",
         *options,

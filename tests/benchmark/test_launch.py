@@ -93,7 +93,8 @@ def test_command_is_what_a_user_types(monkeypatch):
     args = parse("infer", "--model", "m", "--cards", "2", "--run-id", "R", "--worker")
     assert command_line("infer", args) == (
         "python -m benchmark infer --model m --device auto --precision fp32 --cards 2 "
-        "--nodes 1 --batch 1 --data synthetic --warmup 2 --repeats 1 --results results"
+        "--nodes 1 --batch 1 --data synthetic --warmup 2 --repeats 1 --sync iteration "
+        "--results results"
     )
 
 

@@ -2,6 +2,7 @@
 
 import multiprocessing as mp
 import statistics
+import time
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from benchmark.measure import (
     summarize,
 )
 from rcnn.device import resolve
+from rcnn.engine.prefetch import prefetch_to_device
 
 
 class FakeDevice:
@@ -119,6 +121,48 @@ def test_copy_queued_while_loading_is_data_time():
     assert w.compute_s == pytest.approx([0.020] * 3)
     assert w.first_iter_s == pytest.approx(0.035)  # with no warm-up it is also measured
     assert dev.syncs == 1 + 2 * 3
+
+
+class SlowCopyImages:
+    """Images whose copy to the card takes 30 ms (a stand-in for a slow host-to-device link)."""
+
+    image_sizes = [(8, 8)]
+
+    def to(self, device, non_blocking=False):
+        time.sleep(0.030)
+        return self
+
+
+def test_a_slow_copy_is_data_time_not_compute():
+    adapter, index = resolve("cpu")
+    timer = IterationTimer(lambda: adapter.synchronize(index), warmup=0)
+    batches = [(SlowCopyImages(), [], [i]) for i in range(4)]
+    for images, _targets, _ids in timer.iterate(prefetch_to_device(batches, adapter, index)):
+        time.sleep(0.005)  # the compute
+        timer.step_end(images=len(images.image_sizes))
+    w = timer.window()
+    # the first wait holds two copies (the batch and the one prefetched behind it), the last none
+    assert w.data_s[0] >= 0.060 and all(d >= 0.030 for d in w.data_s[1:3])
+    assert sum(w.data_s) >= 4 * 0.030
+    assert all(0.005 <= c < 0.030 for c in w.compute_s)
+
+
+def test_window_sync_policy_syncs_only_at_the_window_edges():
+    dev = FakeDevice()
+    timer = IterationTimer(dev.synchronize, warmup=2, clock=dev.clock, sync="window", iters=5)
+    for _batch in timer.iterate(range(7)):
+        dev.host(0.001)  # the host queues the step and runs ahead
+        dev.launch(0.050)
+        timer.step_end(images=2)
+    assert dev.syncs == 3  # start, end of the warm-up, end of the window
+    w = timer.window()
+    assert w.measured_iters == 5 and w.sync == "window"
+    assert w.wall_s == pytest.approx(5 * 0.051)  # the edges wait for the queued work
+    fields = summarize(w, latency=True)
+    assert fields["sync"] == "window" and fields["latency_ms"] is None
+    assert fields["throughput_img_s"] == pytest.approx(10 / 0.255)
+    with pytest.raises(ValueError, match="iters"):
+        IterationTimer(dev.synchronize, warmup=0, sync="window")
 
 
 def test_timer_with_real_cpu_adapter_synchronize():

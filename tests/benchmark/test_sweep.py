@@ -10,7 +10,7 @@ import subprocess
 
 from benchmark.__main__ import main
 from benchmark.commands import sweep
-from benchmark.record import read_records
+from benchmark.record import failed_record, read_records, write_run
 
 MODEL = "faster_rcnn_R_18_FPN_quick"
 TINY = [
@@ -104,3 +104,29 @@ def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
     assert [c[c.index("--precision") + 1] for c in ran] == ["fp32", "bf16"]
     assert code == 1
     assert "exit 1" in capsys.readouterr().out
+
+
+def test_a_failed_cell_that_left_its_record_ends_in_a_report_and_exit_0(
+    tmp_path, monkeypatch, capsys
+):
+    real_run = subprocess.run
+
+    def cell_process(cmd, check=False, **kwargs):
+        """The cell fails as a worker does: its failed record is written, then exit 1."""
+        if "--run-id" not in cmd:  # git, nvidia-smi: not a sweep cell
+            return real_run(cmd, check=check, **kwargs)
+        run_id = cmd[cmd.index("--run-id") + 1]
+        precision = cmd[cmd.index("--precision") + 1]
+        error = RuntimeError(f"card lost in {precision}")
+        fields = dict(run_id=run_id, mode="train", model=MODEL, device_type="cpu", cards=1)
+        write_run(str(tmp_path), failed_record(error, precision=precision, **fields))
+        return subprocess.CompletedProcess(cmd, 1)
+
+    monkeypatch.setattr(sweep.subprocess, "run", cell_process)
+    args = ["sweep", *TINY, "--mode", "train", "--precisions", "fp32,bf16", "--cards", "1"]
+    code = main([*args, "--results", str(tmp_path)])
+    assert code == 0
+    report = next((tmp_path / "sweeps").glob("*/REPORT.md")).read_text()
+    assert "RuntimeError: card lost in fp32" in report
+    assert "RuntimeError: card lost in bf16" in report
+    assert [r["status"] for r in read_records([str(tmp_path)])[0]] == ["failed", "failed"]
