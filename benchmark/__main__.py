@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from benchmark.errors import USER_ERRORS
+from rcnn.errors import one_line, unexpected_message
 
 VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "verify", "compare", "report")
 
@@ -26,12 +27,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The harness's error boundary: every ending is one line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug: one line, and the traceback in a file
+        print(f"error: {unexpected_message(err, 'benchmark')}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

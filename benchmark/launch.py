@@ -25,14 +25,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from benchmark.errors import USER_ERRORS, UsageError
-from benchmark.record import new_run_id, save_run, status_of
+from benchmark.record import check_results_dir, complete_run, new_run_id, save_run, status_of
 from benchmark.workload.args import check_counts, command_line, to_argv
 from benchmark.workload.build import Workload, build_workload, cards_per_node
 from rcnn.device import resolve
+from rcnn.errors import one_line, unexpected_message
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 
-EXIT = {"failed": 1, "user": 2, "nan": 3, "oom": 4}
+EXIT = {"failed": 1, "user": 2, "nan": 3, "oom": 4, "interrupted": 130}
 
 logger = logging.getLogger("rcnn.bench")
 
@@ -133,7 +134,7 @@ def execute(
     `check`: its argument checks (raise UsageError)."""
     options, extra = tuple(options), tuple(extra)
     args.run_id = args.run_id or new_run_id()
-    results = Path(args.results)
+    results = check_results_dir(args.results)
     run_dir = results / "runs" / args.run_id
     fields: dict = {
         "run_id": args.run_id,
@@ -175,16 +176,15 @@ def execute(
             if expected != world:
                 raise UsageError(f"torchrun started {expected} processes for {world} cards")
         measured = measure(workload, args)
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         status = status_of(exc)
-        if isinstance(exc, USER_ERRORS):
-            message = str(exc)
-        elif _rank() == 0:
-            logger.error("%s", traceback.format_exc())
-            message = f"{type(exc).__name__}: {exc} (traceback in {run_dir / 'log.txt'})"
-        else:  # only rank 0 keeps a log: another rank's traceback goes to its stderr
-            traceback.print_exc()
-            message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, (*USER_ERRORS, KeyboardInterrupt)):
+            message = one_line(exc) if str(exc) else "interrupted (Ctrl-C or a signal)"
+        elif _rank() == 0:  # the traceback goes to the run's log.txt, never to the console
+            log.buffer.write(traceback.format_exc())
+            message = f"{type(exc).__name__}: {one_line(exc)} (traceback in {run_dir / 'log.txt'})"
+        else:  # only rank 0 keeps a log: another rank's traceback gets a file of its own
+            message = unexpected_message(exc, f"rank{_rank()}", str(run_dir))
         if _rank() == 0:
             # the run's own error is said first, whatever happens to its record
             print(f"error: {message}", file=sys.stderr)
@@ -193,7 +193,7 @@ def execute(
                 print(f"error: {why}", file=sys.stderr)
         else:
             print(f"error (rank {_rank()}): {message}", file=sys.stderr)
-        return _exit_code(status, exc)
+        return EXIT["interrupted"] if status == "interrupted" else _exit_code(status, exc)
     if measured is None:  # not rank 0: rank 0 writes the record
         return 0
     record = {**fields, **measured}
@@ -225,22 +225,49 @@ def _launch(
         args.master_port,
     )
     logger.info("launching %d worker(s): %s", args.cards, " ".join(cmd))
-    code = subprocess.run(
-        cmd, env=worker_env(args.cards, visible_devices_env), check=False
-    ).returncode
-    written = Path(args.results) / "runs" / args.run_id / "record.json"
-    if args.node_rank == 0 and not written.is_file():
-        # the workers died before rank 0 could record: the parent says so
+    run_dir = Path(args.results) / "runs" / args.run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    workers_log = run_dir / "workers.log"
+    proc = subprocess.Popen(
+        cmd,
+        env=worker_env(args.cards, visible_devices_env),
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+    )
+    interrupted = False
+    with open(workers_log, "a", encoding="utf-8") as kept:
+        try:
+            _split_worker_stderr(proc.stderr, kept)
+        except KeyboardInterrupt:  # torchrun got the same Ctrl-C: let it stop its workers
+            interrupted = True
+            _split_worker_stderr(proc.stderr, kept)
+        code = proc.wait()
+    if args.node_rank != 0 or complete_run(args.results, args.run_id):
+        return EXIT["interrupted"] if interrupted else code
+    # the workers died before rank 0 could record: the parent says so, in one line
+    if interrupted:
+        exc: BaseException = KeyboardInterrupt("interrupted before rank 0 could record")
+    else:
         exc = RuntimeError(
-            f"torchrun exited with code {code} before rank 0 wrote the record; "
-            "see the workers' output above"
+            f"torchrun exited with code {code} before rank 0 wrote the record "
+            f"(a worker was killed or crashed); the workers' stderr is in {workers_log}"
         )
-        print(f"error: {exc}", file=sys.stderr)
-        _, why = save_run(args.results, fields, exc)
-        if why:
-            print(f"error: {why}", file=sys.stderr)
-        return code or EXIT["failed"]
-    return code
+    print(f"error: {one_line(exc)}", file=sys.stderr)
+    _, why = save_run(args.results, fields, exc)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+    return EXIT["interrupted"] if interrupted else (code or EXIT["failed"])
+
+
+def _split_worker_stderr(stream, kept) -> None:
+    """The workers' own one-line errors go to the console; everything else (torchrun's and
+    gloo's tracebacks, warnings) to the run's workers.log."""
+    for line in stream:
+        if line.startswith("error"):
+            sys.stderr.write(line)
+        else:
+            kept.write(line)
 
 
 def summary_line(record: dict) -> str:

@@ -25,13 +25,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+from benchmark.errors import UsageError
 from rcnn.device import DeviceAdapter, DeviceError, get_adapter
 from rcnn.device.compat import OUT_OF_MEMORY_ERRORS
 from rcnn.utils.env import collect_env, git_commit
 from rcnn.utils.io import atomic_write_text
 
 SCHEMA_VERSION = 1
-Status = Literal["ok", "failed", "nan", "oom", "skipped"]  # skipped: a sweep cell that cannot run
+# skipped: a sweep cell that cannot run; interrupted: stopped by Ctrl-C or a signal
+Status = Literal["ok", "failed", "nan", "oom", "skipped", "interrupted"]
 Mode = Literal["train", "infer", "verify"]  # verify: a device against the CPU
 STATUSES: tuple[str, ...] = typing.get_args(Status)
 MODES: tuple[str, ...] = typing.get_args(Mode)
@@ -108,6 +110,7 @@ class Record(_Identity, total=False):
     compute_dtype: str | None  # the dtype the body's first conv ran in (float32, bfloat16, ...)
     sync: str | None  # iteration (a device sync per step) | window (only at the window's edges)
     data_time_covers: str | None  # what data time includes (loader, pinning, copy to the card)
+    weights: str | None  # "random", or the checkpoint the run started from
     agreement: dict[str, float | None] | None  # verify: device vs CPU fp32, one number each
     agreement_limits: dict[str, float] | None  # verify: the bound each number had to meet
 
@@ -158,6 +161,78 @@ def _type_problems(value: Any, tp: Any, where: str) -> list[str]:
     return [] if ok else [f"{where}: expected {tp.__name__}, got {type(value).__name__}"]
 
 
+# fields a report prints as table cells or headings: one line, no table syntax
+CELL_TEXT = ("run_id", "model", "impl", "device_type", "device_name", "precision", "compute_dtype")
+# free text that a report shows only by its first line
+FREE_TEXT = ("error", "notes", "command")
+# (field, lowest, highest) for numbers that have a meaning only in a range
+RANGES: tuple[tuple[str, float, float], ...] = (
+    ("cards", 1, math.inf),
+    ("nodes", 1, math.inf),
+    ("batch_per_card", 1, math.inf),
+    ("global_batch", 1, math.inf),
+    ("image_min_size", 1, math.inf),
+    ("image_max_size", 1, math.inf),
+    ("warmup_iters", 0, math.inf),
+    ("measured_iters", 0, math.inf),
+    ("repeats", 0, math.inf),
+    ("throughput_img_s", 0, math.inf),
+    ("data_time_share", 0, 1),
+    ("first_iter_s", 0, math.inf),
+    ("peak_mem_mb", 0, math.inf),
+    ("time_to_accuracy_s", 0, math.inf),
+)
+MAX_DEPTH = 6
+
+
+def _leaves(value: Any, where: str, depth: int = 0):
+    """(where, value) of every number and string in a JSON value; depth past MAX_DEPTH is a
+    problem of its own (yielded as where, None with where ending in '...')."""
+    if depth > MAX_DEPTH:
+        yield f"{where}...", None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, f"{where}.{k}" if where else str(k), depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{where}[{i}]", depth + 1)
+    else:
+        yield where, value
+
+
+def value_problems(record: dict) -> list[str]:
+    """Beyond types: finite numbers in range, text on one line, cells without table syntax."""
+    problems = []
+    for where, value in _leaves(record, ""):
+        if where.endswith("..."):
+            return [f"{where[:-3]}: nested deeper than {MAX_DEPTH} levels"]
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{where}: not a finite number ({value})")
+        elif (
+            isinstance(value, str)
+            and where.split(".")[0].split("[")[0] not in FREE_TEXT
+            and any(ord(c) < 32 or ord(c) == 127 for c in value)
+        ):
+            problems.append(f"{where}: text with a line break or control character")
+    for name in CELL_TEXT:
+        if isinstance(record.get(name), str) and "|" in record[name]:
+            problems.append(f"{name}: '|' is table syntax, not a name")
+    for name, low, high in RANGES:
+        value = record.get(name)
+        typed = isinstance(value, int | float) and not _type_problems(value, FIELDS[name], name)
+        if typed and math.isfinite(value) and not low <= value <= high:
+            problems.append(f"{name}: {value} is outside [{low}, {high}]")
+    for name in ("step_time_ms", "latency_ms", "accuracy"):
+        values = record.get(name)
+        if not isinstance(values, dict):
+            continue
+        high = 1.0 if name == "accuracy" else math.inf
+        for key, value in values.items():
+            if isinstance(value, int | float) and math.isfinite(value) and not 0 <= value <= high:
+                problems.append(f"{name}.{key}: {value} is outside [0, {high}]")
+    return problems
+
+
 def validate(record: Any) -> list[str]:
     """Every problem with a record, one line each; an empty list means it is valid."""
     if not isinstance(record, dict):
@@ -166,6 +241,7 @@ def validate(record: Any) -> list[str]:
     for name, value in record.items():
         if name in FIELDS and not (value is None and name not in REQUIRED):
             problems += _type_problems(value, FIELDS[name], name)
+    problems += value_problems(record)
     status = record.get("status")
     if status in STATUSES and status != "ok" and not record.get("error"):
         problems.append(f"error: a '{status}' record must say why")
@@ -242,7 +318,10 @@ def new_record(adapter: DeviceAdapter | None = None, card: int = 0, **fields: An
 
 
 def status_of(exc: BaseException) -> str:
-    """oom for out-of-memory errors (any backend's), nan for non-finite losses, else failed."""
+    """interrupted for Ctrl-C, oom for out-of-memory errors (any backend's), nan for
+    non-finite losses, else failed."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
     if isinstance(exc, OUT_OF_MEMORY_ERRORS):
         return "oom"
     if "out of memory" in str(exc).lower():
@@ -254,7 +333,7 @@ def status_of(exc: BaseException) -> str:
 
 def failed_record(exc: BaseException, **fields: Any) -> dict:
     """The record of a run that raised: status from `status_of`, error from the exception."""
-    error = f"{type(exc).__name__}: {exc}".strip()
+    error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
     return new_record(**{**fields, "status": status_of(exc), "error": error})
 
 
@@ -290,6 +369,48 @@ def append_line(path: Path, line: str) -> None:
             os.close(fd)
     finally:
         os.close(lock)
+
+
+def check_writable_dir(folder: str | Path, option: str) -> Path:
+    """Before any work: `folder` (given as `option`) is, or becomes, a folder we can write."""
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UsageError(f"{option} {path}: not a writable folder ({err.strerror})") from None
+    return path
+
+
+def check_results_dir(results_dir: str | Path) -> Path:
+    """Before any work: the results folder and its runs/ are writable and records.jsonl is a
+    file, so no measurement is lost to a folder found unwritable at the end."""
+    results = check_writable_dir(results_dir, "--results")
+    if (results / RECORDS_FILE).exists() and not (results / RECORDS_FILE).is_file():
+        raise UsageError(f"--results {results}: {RECORDS_FILE} there is not a file")
+    check_writable_dir(results / "runs", "--results")
+    return results
+
+
+def complete_run(results_dir: str | Path, run_id: str) -> bool:
+    """Whether run `run_id` has its line in records.jsonl, appending the line from its
+    record.json when a writer stopped between the two (killed after the rename)."""
+    results = Path(results_dir)
+    jsonl = results / RECORDS_FILE
+    if jsonl.is_file():
+        with open(jsonl, encoding="utf-8", errors="replace") as f:
+            if any(f'"run_id": "{run_id}"' in line for line in f):
+                return True
+    written = results / "runs" / run_id / "record.json"
+    if not written.is_file():
+        return False
+    record = json.loads(written.read_text(encoding="utf-8"))
+    append_line(jsonl, json.dumps(record, allow_nan=False))
+    return True
 
 
 def write_run(
@@ -358,6 +479,15 @@ def save_run(
 # -- reading ---------------------------------------------------------------------------------
 
 
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def read_records(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
     """Valid records from results folders (their records.jsonl) or .jsonl files, in order,
     and one 'file:line: why' per line refused; a bad line never stops the rest."""
@@ -375,9 +505,12 @@ def read_records(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
                     continue
                 where = f"{file}:{lineno}"
                 try:
-                    record = json.loads(line.rstrip("\n"))
+                    record = json.loads(line.rstrip("\n"), parse_constant=_no_constant)
                 except json.JSONDecodeError as err:
                     problems.append(f"{where}: not a JSON line ({err.msg})")
+                    continue
+                except (ValueError, RecursionError) as err:  # NaN, 5000 digits, 10^5 brackets
+                    problems.append(f"{where}: not a usable JSON line ({_short(err)})")
                     continue
                 bad = validate(record)
                 if bad:

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from benchmark.errors import UsageError
+from benchmark.record import check_writable_dir
 from benchmark.workload.args import SIZE_HELP, parse_size
 from rcnn.data.synthetic import SHAPE_NAMES, SyntheticSpec, generate
 
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         raise UsageError(str(err)) from None
+    check_writable_dir(args.out, "--out")
     start = time.perf_counter()
     written = generate(spec, args.out)
     elapsed = time.perf_counter() - start

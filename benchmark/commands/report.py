@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from benchmark.record import read_records
+from benchmark.record import check_writable_dir, read_records
 from benchmark.report import build_report
 
 
@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     sources = args.results or [_default_results()]
+    check_writable_dir(args.out or _default_results(), "--out")
     records, refused = read_records(sources)
     for problem in refused:
         print(f"refused: {problem}", file=sys.stderr)

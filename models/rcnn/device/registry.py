@@ -48,11 +48,21 @@ def all_adapters() -> list[DeviceAdapter]:
     return list(_ADAPTERS.values())
 
 
+def _is_device_type(name: str) -> bool:
+    """A device torch knows (a plug-in's once imported), not any torch module with an
+    `is_available` (torch.distributed, torch.backends.*)."""
+    try:
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
 def get_adapter(name: str) -> DeviceAdapter:
     if name in _ADAPTERS:
         return _ADAPTERS[name]
     plugin = _import_named_plugin()
-    if hasattr(getattr(torch, name, None), "is_available"):
+    if _is_device_type(name) and hasattr(getattr(torch, name, None), "is_available"):
         register(PluginAdapter(name, plugin))
         return _ADAPTERS[name]
     known = ", ".join(["auto", *_ADAPTERS])
