@@ -21,8 +21,11 @@ Environment flags, read at import:
                             `none` (autocast accepted but covers no op, so fp16/bf16 silently
                             run fp32) or `off` (autocast not implemented: ops under it raise)
 
-Needs torch >= 2.9 (torch._C._acc registers the Python device guard and hooks); older torch
-cannot move tensors to a Python-only device, and `import strictdev` says so in one line.
+Needs a torch with torch._C._acc (it registers the Python device guard and hooks; torch 2.14 has
+it, torch 2.1 does not): without it a Python-only device cannot take tensors, so `import
+strictdev` raises ImportError in one line and the `strictdev` test tier is skipped.
+torch's Python device guard reports one card to the autograd engine, so backward runs on card 0
+only; a multi-process training test puts every rank on strict:0.
 """
 
 from __future__ import annotations

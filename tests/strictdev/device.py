@@ -315,7 +315,8 @@ def install(cards: int = 2, hidden: frozenset[str] = frozenset(), autocast: str 
     acc = getattr(torch._C, "_acc", None)
     if acc is None:
         raise ImportError(
-            f"strictdev needs torch >= 2.9 (torch._C._acc); this is torch {torch.__version__}"
+            "strictdev needs torch._C._acc (a Python device guard); "
+            f"torch {torch.__version__} lacks it"
         )
     STATE.__init__(cards)
     torch.utils.rename_privateuse1_backend(NAME)
