@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 
 import torch
+from yacs.config import CfgNode
 
 from benchmark.errors import UsageError
 from benchmark.launch import execute
@@ -26,12 +27,13 @@ from benchmark.workload.build import Workload
 from rcnn.checkpoint import load_weights
 from rcnn.data import make_data_loader
 from rcnn.engine.precision_check import ConvDtypeProbe
-from rcnn.engine.run import start_session
+from rcnn.engine.run import Session, start_session
 from rcnn.engine.trainer import Trainer
 from rcnn.modeling.detector import build_detection_model
 from rcnn.solver import make_lr_scheduler, make_optimizer
 from rcnn.structures.bounding_box import BoxList
 from rcnn.structures.boxlist_ops import boxlist_iou
+from rcnn.structures.image_list import ImageList
 
 logger = logging.getLogger("rcnn.bench")
 MATCH_IOU = 0.5  # a device detection is the CPU's when their boxes overlap this much
@@ -85,7 +87,9 @@ class Side:
     device: str  # the adapter's name: what "auto" resolved to
 
 
-def run_side(cfg, state: dict, images, targets) -> Side:
+def run_side(
+    cfg: CfgNode, state: dict[str, torch.Tensor], images: ImageList, targets: list[BoxList]
+) -> Side:
     """Inference, then one training step, of the weights `state` on cfg's device."""
     session = start_session(cfg)
     model = build_detection_model(cfg)
@@ -106,7 +110,9 @@ def run_side(cfg, state: dict, images, targets) -> Side:
     return Side(detections, losses, probe.dtype_name, adapter.name)
 
 
-def _losses(model, images, targets, session) -> dict[str, float]:
+def _losses(
+    model: torch.nn.Module, images: ImageList, targets: list[BoxList], session: Session
+) -> dict[str, float]:
     """The training losses of the model as it is now, without a step."""
     device = session.device
     with torch.no_grad(), session.adapter.autocast(session.precision):
