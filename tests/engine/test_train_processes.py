@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 DRIVER = Path(__file__).with_name("train_driver.py")
 
 
-def run_driver(tiny_set, overrides, out: Path, losses: Path, *extra: str, nproc: int = 1, **cfg):
+def run_driver(
+    tiny_set, overrides, out: Path, losses: Path, *extra: str, nproc: int = 1, env=None, **cfg
+):
     opts = overrides(out, **cfg)
     head = [sys.executable]
     if nproc > 1:
@@ -26,7 +29,7 @@ def run_driver(tiny_set, overrides, out: Path, losses: Path, *extra: str, nproc:
             str(29500 + os.getpid() % 1000),
         ]
     cmd = [*head, str(DRIVER), "--data", str(tiny_set), "--losses", str(losses), *extra, *opts]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
 
 
@@ -69,12 +72,31 @@ def test_killed_run_resumes_with_identical_losses(tiny_set, overrides, tmp_path)
         assert b[it] == pytest.approx(a[it], rel=1e-6, abs=1e-7), it
 
 
+def ranks_differ(params: Path) -> list[str]:
+    """Names of the trainable parameters that are not bit-equal on rank 0 and rank 1."""
+    rank0 = torch.load(f"{params}.rank0.pt")
+    rank1 = torch.load(f"{params}.rank1.pt")
+    assert sorted(rank0) == sorted(rank1) and len(rank0) > 10
+    return [name for name in rank0 if not torch.equal(rank0[name], rank1[name])]
+
+
 def test_two_process_ddp_matches_one_process(tiny_set, overrides, tmp_path):
     # Same global batch (2 images): 1 process x 2 images vs 2 gloo processes x 1 image.
     one = run_driver(tiny_set, overrides, tmp_path / "one", tmp_path / "one.jsonl")
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run_driver(tiny_set, overrides, tmp_path / "two", tmp_path / "two.jsonl", nproc=2)
+    params = tmp_path / "params"
+    two = run_driver(
+        tiny_set,
+        overrides,
+        tmp_path / "two",
+        tmp_path / "two.jsonl",
+        "--params",
+        str(params),
+        nproc=2,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
+    # Every step applied the same all-reduced gradients on both ranks: the weights are identical.
+    assert ranks_differ(params) == []
     a, b = read_losses(tmp_path / "one.jsonl"), read_losses(tmp_path / "two.jsonl")
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
     for it in a:
@@ -83,6 +105,24 @@ def test_two_process_ddp_matches_one_process(tiny_set, overrides, tmp_path):
         # DDP averages per-rank (per-image) losses, and each rank's sampler draws its own
         # random subset; measured differences stay well under 10% on this set.
         assert total_b == pytest.approx(total_a, rel=0.10), (it, a[it], b[it])
+
+
+def test_ddp_check_sees_a_broken_gradient_allreduce(tiny_set, overrides, tmp_path):
+    params = tmp_path / "params"
+    broken = run_driver(
+        tiny_set,
+        overrides,
+        tmp_path / "out",
+        tmp_path / "losses.jsonl",
+        "--params",
+        str(params),
+        nproc=2,
+        env={"RCNN_TEST_SKIP_ALLREDUCE": "1"},
+        **{"SOLVER.MAX_ITER": 2},
+    )
+    assert broken.returncode == 0, broken.stderr[-3000:]
+    # Each rank stepped on its own image's gradients: the check above would fail.
+    assert len(ranks_differ(params)) > 10
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_set, overrides, tmp_path):
