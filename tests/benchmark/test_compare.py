@@ -1,0 +1,42 @@
+"""`python -m benchmark compare`: our detector and torchvision's on the same inputs, for real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmark.__main__ import main
+
+MODEL = "e2e_faster_rcnn_R_50_FPN_1x"  # a body torchvision has a peer for
+SMALL = ["--model", MODEL, "--size", "64x96", "--iters", "2", "--warmup", "0", "--threads", "1"]
+
+
+def test_compare_runs_both_impls_on_the_same_inputs(capsys):
+    assert main(["compare", *SMALL, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["setup"].startswith(f"{MODEL} infer batch 1 64x96 fp32 cpu, 1 threads, 2 iters")
+    results = out["results"]
+    assert list(results) == ["rcnn", "torchvision"]
+    for r in results.values():
+        assert r["images_per_s"] > 0
+        p50 = r["step_time_ms"]["p50"]
+        # 2 iterations of 1 image: images/s is 1000 / the mean step in ms
+        assert r["images_per_s"] == pytest.approx(1000 / r["step_time_ms"]["mean"], rel=1e-6)
+        assert 0 < p50 <= r["step_time_ms"]["p99"]
+    ratio = results["rcnn"]["images_per_s"] / results["torchvision"]["images_per_s"]
+    assert out["ratio_rcnn_over_torchvision"] == pytest.approx(ratio)
+
+
+def test_a_config_without_a_torchvision_peer_is_one_line_exit_2(capsys):
+    argv = ["compare", "--model", "faster_rcnn_R_18_FPN_quick", "--size", "64x96", "--iters", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no torchvision peer for ('R-18-FPN'") and err.count("\n") == 1
+
+
+def test_size_is_min_by_max(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "--size", "96x64"])
+    assert info.value.code == 2
+    assert "size needs 32 <= MIN <= MAX, got '96x64'" in capsys.readouterr().err
