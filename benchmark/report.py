@@ -1,7 +1,10 @@
 """Tables and plots from run records alone: REPORT.md and plots/*.png.
 
-A cell (one model, implementation, device, batch per card, card count and precision) shows the
-median over every ok record of that cell, with the number of records beside it. Nothing here is
+A cell (one model, implementation, device, batch per card, workload, card count and precision)
+shows the median over every ok record of that cell, with the number of records beside it. The
+workload column holds every field that changes the work (image size, dataset and fingerprint,
+weights, iterations and warm-up, sync policy, compile and channels_last): records that differ
+in any of them are never merged. Nothing here is
 measured or estimated: a cell without records is "-".
 
     speedup over fp32    = throughput(precision) / throughput(fp32), same row
@@ -22,7 +25,8 @@ from benchmark.measure import DATA_BOUND_SHARE
 from rcnn.device import PRECISIONS
 from rcnn.utils.io import atomic_write_text
 
-ROW = ["model", "impl", "device_name", "batch_per_card"]  # what a training row compares across
+# what a training row compares across
+ROW = ["model", "impl", "device_name", "batch_per_card", "workload"]
 ACCURACY = ["bbox_ap", "bbox_ap50", "bbox_ap75", "segm_ap"]
 PLOT_PREFIXES = ("throughput_vs_cards_", "latency_")
 LABELS = {"device_name": "device", "batch_per_card": "batch/card"}
@@ -38,7 +42,24 @@ def frame(records: list[dict]) -> pd.DataFrame:
             df[col] = None
     for col in ["impl", "device_name", "batch_per_card"]:
         df[col] = [_text(v) for v in df[col]]
+    df["workload"] = [_workload(r) for r in records] if records else []
     return df
+
+
+def _workload(record: dict) -> str:
+    """One line naming what a run did, so that different work never shares a cell."""
+    data = record.get("dataset") or {}
+    fingerprint = data.get("fingerprint")
+    iters = record.get("measured_iters")
+    parts = [
+        f"{_text(record.get('image_min_size'))}x{_text(record.get('image_max_size'))}",
+        f"{_text(data.get('name'))}" + (f" #{str(fingerprint)[:8]}" if fingerprint else ""),
+        f"weights {_text(record.get('weights'))}",
+        f"{_text(iters)} it + {_text(record.get('warmup_iters'))} warm-up",
+        f"sync {_text(record.get('sync'))}",
+    ]
+    parts += [flag for flag in ("compile", "channels_last") if record.get(flag)]
+    return ", ".join(parts)
 
 
 def _text(value: object) -> str:
@@ -115,7 +136,7 @@ def inference_table(df: pd.DataFrame) -> pd.DataFrame:
     ok = _ok(df, "infer")
     if ok.empty:
         return pd.DataFrame()
-    keys = ["model", "impl", "device_name", "cards", "precision", "batch_per_card"]
+    keys = ["model", "impl", "device_name", "workload", "cards", "precision", "batch_per_card"]
     metrics = {"throughput_img_s": "img/s"}
     metrics.update({f"latency_ms.p{q}": f"latency p{q} ms" for q in (50, 90, 99)})
     present = [m for m in metrics if m in ok]
@@ -135,7 +156,7 @@ def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
     ok = df[(df["status"] == "ok") & df[cols].notna().any(axis=1)]
     if ok.empty:
         return pd.DataFrame()
-    keys = ["model", "impl", "device_name", "precision"]
+    keys = ["model", "impl", "device_name", "workload", "precision"]
     table = ok.groupby(keys)[cols].median()
     table["runs"] = ok.groupby(keys).size()
     for c in cols:

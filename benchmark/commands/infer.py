@@ -128,6 +128,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         accuracy=accuracy(scores) if scores else None,
         compute_dtype=probe.dtype_name,
         data_time_covers=DATA_TIME_COVERS,
+        weights=args.ckpt or "random",
     )
     why = probe.mismatch(session.precision, adapter.name)
     if why:  # measured, but not at the precision asked for: the cell fails and says why

@@ -118,6 +118,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         time_to_accuracy_s=hook.time_to_accuracy_s,
         compute_dtype=probe.dtype_name,
         data_time_covers=DATA_TIME_COVERS,
+        weights=workload.cfg.MODEL.WEIGHT or "random",
     )
     why = probe.mismatch(session.precision, adapter.name)
     if why:  # measured, but not at the precision asked for: the cell fails and says why

@@ -148,12 +148,14 @@ def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, ca
     for c, p, t in TRAIN_A + TRAIN_B:
         thr.setdefault((c, p), []).append(t)
     med = {k: statistics.median(v) for k, v in thr.items()}
+    w = frame([rec("any")])["workload"][0]  # these records name no size, data or iterations
     cols = header(text, "model")
     assert cols == [
         "model",
         "impl",
         "device",
         "batch/card",
+        "workload",
         "cards",
         "fp32 img/s",
         "fp32 eff",
@@ -166,7 +168,7 @@ def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, ca
         "runs",
     ]
     for cards in (1, 2, 4):
-        cells = dict(zip(cols, row(text, MODEL, "rcnn", A100, "2", str(cards)), strict=True))
+        cells = dict(zip(cols, row(text, MODEL, "rcnn", A100, "2", w, str(cards)), strict=True))
         fp32, fp16 = med[(cards, "fp32")], med[(cards, "fp16")]
         assert cells["fp32 img/s"] == f"{fp32:.1f}"
         assert cells["fp16 img/s"] == f"{fp16:.1f}"
@@ -175,25 +177,25 @@ def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, ca
         assert cells["fp16 eff"] == f"{100 * fp16 / (cards * med[(1, 'fp16')]):.1f}%"
         assert cells["runs"] == str(len(thr[(cards, "fp32")]) + len(thr[(cards, "fp16")]))
     # spot-check the arithmetic by hand: 4 cards fp32 median 80 over 4 x 21
-    assert row(text, MODEL, "rcnn", A100, "2", "4")[5:7] == ["80.0", "95.2%"]
+    assert row(text, MODEL, "rcnn", A100, "2", w, "4")[6:8] == ["80.0", "95.2%"]
     # the tf32 run at another batch size is its own row, not mixed into batch 2
-    assert row(text, MODEL, "rcnn", A100, "4", "1")[5:9] == ["-", "-", "9.0", "-"]
+    assert row(text, MODEL, "rcnn", A100, "4", w, "1")[6:10] == ["-", "-", "9.0", "-"]
 
     # inference: batch sizes in numeric order, latency percentiles from the records
-    assert row(text, MODEL, "rcnn", A100, "1", "fp32", "1")[6:] == [
+    assert row(text, MODEL, "rcnn", A100, w, "1", "fp32", "1")[7:] == [
         "14.0",
         "70.0",
         "75.0",
         "90.0",
         "1",
     ]
-    assert row(text, MODEL, "rcnn", A100, "1", "fp16", "1")[6:9] == ["25.0", "40.0", "44.0"]
-    assert text.index(f"| {MODEL} | rcnn | {A100} | 1 | fp32 | 8 |") < text.index(
-        f"| {MODEL} | rcnn | {A100} | 1 | fp32 | 16 |"
+    assert row(text, MODEL, "rcnn", A100, w, "1", "fp16", "1")[7:10] == ["25.0", "40.0", "44.0"]
+    assert text.index(f"| {MODEL} | rcnn | {A100} | {w} | 1 | fp32 | 8 |") < text.index(
+        f"| {MODEL} | rcnn | {A100} | {w} | 1 | fp32 | 16 |"
     )
 
     # accuracy, not-ok cells with reasons, data-bound runs, kernels, environments
-    assert row(text, MODEL, "rcnn", A100, "fp16")[4:] == ["0.378", "0.592", "0.343", "1"]
+    assert row(text, MODEL, "rcnn", A100, w, "fp16")[5:] == ["0.378", "0.592", "0.343", "1"]
     assert "| skipped | train |" in text and "needs --allow-emulated on this card" in text
     assert "| oom | train |" in text and "CUDA out of memory" in text
     assert "## Data-bound runs" in text and "| 35% |" in text
@@ -252,12 +254,24 @@ def test_training_table_without_fp32_has_no_speedup_column():
         "impl",
         "device",
         "batch/card",
+        "workload",
         "cards",
         "bf16 img/s",
         "bf16 eff",
         "runs",
     ]
     assert table["bf16 eff"].tolist() == ["100.0%", "80.0%"]
+
+
+def test_records_differing_only_in_image_size_are_two_cells():
+    small = [rec("h", image_min_size=320, image_max_size=320, throughput_img_s=t) for t in (4, 6)]
+    large = rec("h", image_min_size=800, image_max_size=1333, throughput_img_s=1.0)
+    table = training_table(frame([*small, large]))
+    assert len(table) == 2
+    sizes = [w.split(",")[0] for w in table["workload"]]
+    by_size = dict(zip(sizes, table["fp32 img/s"], strict=True))
+    assert by_size == {"320x320": "5.0", "800x1333": "1.0"}
+    assert table["runs"].tolist() == [2, 1]
 
 
 def test_real_cpu_loop_measured_recorded_and_reported(tmp_path, capsys):
@@ -279,9 +293,11 @@ def test_real_cpu_loop_measured_recorded_and_reported(tmp_path, capsys):
     write_run(tmp_path, record)
     code, out, _ = run_report([tmp_path], tmp_path, capsys)
     assert code == 0
-    cells = row(out, "tiny", "rcnn", record["device_name"], "1", "fp32", "2")
-    assert cells[6] == f"{fields['throughput_img_s']:.1f}"
-    assert cells[7] == f"{fields['latency_ms']['p50']:.1f}"
+    w = frame([record])["workload"][0]
+    assert w == "-x-, -, weights -, 3 it + 1 warm-up, sync iteration"
+    cells = row(out, "tiny", "rcnn", record["device_name"], w, "1", "fp32", "2")
+    assert cells[7] == f"{fields['throughput_img_s']:.1f}"
+    assert cells[8] == f"{fields['latency_ms']['p50']:.1f}"
 
 
 def test_verify_records_have_their_own_section(tmp_path, capsys):
