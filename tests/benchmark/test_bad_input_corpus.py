@@ -255,3 +255,39 @@ def test_ctrl_c_leaves_one_interrupted_record(tmp_path) -> None:
     records, problems = read_records([results])
     assert problems == [] and [r["status"] for r in records] == ["interrupted"]
     assert records[0]["error"].startswith("KeyboardInterrupt")
+
+
+def _worker_pid(results: Path, rank: int) -> int | None:
+    """The pid of the torchrun worker of `rank` in the run writing to `results`."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ours = str(results).encode() in cmdline and b"--worker" in cmdline
+        if ours and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
+    results = tmp_path / "results"
+    args = ["train", *TINY, "--cards", "2", "--batch", "1", "--iters", "100000", "--warmup", "0"]
+    proc = _bench(args, results)
+    deadline = time.monotonic() + 300
+    victim = None
+    while victim is None:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
+        victim = _worker_pid(results, 1)
+        time.sleep(0.2)
+    time.sleep(3)  # the workers are inside the run
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and all(line.startswith("error") for line in lines), err[-3000:]
+    assert "Traceback" not in err
+    records, problems = read_records([results])
+    assert problems == [] and len(records) == 1 and records[0]["status"] == "failed"
+    assert (results / "runs" / records[0]["run_id"] / "workers.log").is_file()
