@@ -47,6 +47,11 @@ _C.MODEL.CLS_AGNOSTIC_BBOX_REG = False
 _C.MODEL.WEIGHT = ""
 # rcnn-bench: numeric precision of training and inference (see CHOICES)
 _C.MODEL.PRECISION = "fp32"
+# rcnn-bench: torch.compile the backbone (body, FPN, BFP) with static shapes, one graph per
+# padded input size; the device adapter's supports_compile() says whether the device can
+_C.MODEL.COMPILE = False
+# rcnn-bench: backbone weights and input in channels-last (NHWC) memory format
+_C.MODEL.CHANNELS_LAST = False
 
 # ---------------------------------------------------------------------------------------------
 # INPUT
@@ -75,12 +80,12 @@ _C.DATASETS.TRAIN = ()
 _C.DATASETS.TEST = ()
 # rcnn-bench: what a dataset does with a bad image or annotation (see CHOICES)
 _C.DATASETS.ON_BAD_DATA = "reject"
-
-# ---------------------------------------------------------------------------------------------
 # rcnn-bench: a box extending past its image is clipped (counted in a warning) or a bad item
 _C.DATASETS.BOXES_OUTSIDE_IMAGE = "clip"
 # rcnn-bench: read image paths that are absolute or lead out of the data root ('..', symlinks)
 _C.DATASETS.ALLOW_ABSOLUTE_PATHS = False
+
+# ---------------------------------------------------------------------------------------------
 # DATALOADER
 # ---------------------------------------------------------------------------------------------
 _C.DATALOADER = CN()
@@ -331,9 +336,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "MODEL.PRECISION": PRECISIONS,
     "DTYPE": ("float32", "float16"),
     "DATASETS.ON_BAD_DATA": ("reject", "skip"),
+    "DATASETS.BOXES_OUTSIDE_IMAGE": ("clip", "reject"),
     "MODEL.ROI_HEADS.SAMPLER": ("random", "iou_balanced"),
     "MODEL.ROI_BOX_HEAD.LOSS": ("smooth_l1", "balanced_l1"),
-    "DATASETS.BOXES_OUTSIDE_IMAGE": ("clip", "reject"),
     "MODEL.BFP.REFINE_TYPE": ("non_local", "conv", "none"),
     "SOLVER.WARMUP_METHOD": ("constant", "linear"),
 }

@@ -56,6 +56,9 @@ class DeviceAdapter:
     visible_devices_env: str | None = None
     install_hint: str = ""  # what to do when the backend is missing
     is_accelerator: bool = True
+    # what peak_memory_mb measures, for the record: tensors the caching allocator handed out
+    peak_memory_kind: str = "allocated_tensors"
+    compile_backend: str | None = None  # the torch.compile backend that generates its code
 
     # -- capabilities a plug-in may lack ----------------------------------------------------
 
@@ -292,6 +295,23 @@ class DeviceAdapter:
     def grad_scaler(self, precision: str) -> torch.amp.GradScaler:
         """Dynamic loss scaling for fp16; a disabled (pass-through) scaler otherwise."""
         return compat.grad_scaler(self.name, precision == "fp16", self.module())
+
+    # -- graph compilation ------------------------------------------------------------------
+
+    def supports_compile(self) -> tuple[bool, str]:
+        """(True, backend name) when torch.compile can build code for this device, else
+        (False, why not)."""
+        reason = compat.compile_unavailable_reason()
+        if reason is not None:
+            return False, reason
+        if self.compile_backend is not None:
+            return True, self.compile_backend
+        # A vendor plug-in registers its backend under the device's name.
+        dynamo = importlib.import_module("torch._dynamo")
+        if self.name in dynamo.list_backends(exclude_tags=()):
+            return True, self.name
+        owner = self.plugin or "torch"
+        return False, f"no torch.compile backend for {self.name}: {owner} registers none"
 
     # -- description ------------------------------------------------------------------------
 

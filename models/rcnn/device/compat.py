@@ -8,6 +8,7 @@ get the equivalent they had, or a clear error where they had none.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import re
 import sys
@@ -46,6 +47,19 @@ def require_supported_torch() -> None:
     reason = unsupported_reason()
     if reason is not None:
         raise SystemExit(f"error: {reason}")
+
+
+def compile_unavailable_reason() -> str | None:
+    """Why torch.compile cannot run here, or None: nn.Module.compile (torch 2.2; it compiles in
+    place, so state-dict names stay) and TorchDynamo's support of this Python."""
+    if not hasattr(torch.nn.Module, "compile"):
+        return f"torch {torch.__version__} has no nn.Module.compile (torch 2.2)"
+    dynamo = importlib.import_module("torch._dynamo")
+    supported = getattr(dynamo, "is_dynamo_supported", None)
+    if supported is not None and not supported():
+        python = ".".join(map(str, sys.version_info[:2]))
+        return f"TorchDynamo in torch {torch.__version__} does not support Python {python}"
+    return None
 
 
 @functools.cache

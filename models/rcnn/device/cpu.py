@@ -34,6 +34,8 @@ class CpuAdapter(DeviceAdapter):
     name = "cpu"
     dist_backend = "gloo"
     is_accelerator = False
+    peak_memory_kind = "process_rss"
+    compile_backend = "inductor"
 
     def unavailable_reason(self) -> str | None:
         return None

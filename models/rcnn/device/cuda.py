@@ -26,6 +26,7 @@ class CudaAdapter(DeviceAdapter):
     name = "cuda"
     dist_backend = "nccl"
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
+    compile_backend = "inductor"
     install_hint = (
         "install a CUDA build of torch (pip install -r requirements.txt) on a host with an NVIDIA "
         "driver, or use the NVIDIA image: docker/Dockerfile.cuda"

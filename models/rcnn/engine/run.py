@@ -25,7 +25,7 @@ from rcnn.checkpoint import (
     set_rng_state,
 )
 from rcnn.data import make_data_loader
-from rcnn.device import DeviceAdapter, resolve
+from rcnn.device import DeviceAdapter, DeviceError, resolve
 from rcnn.errors import TrainingInterrupted
 from rcnn.layers.dispatch import mode as ops_mode
 from rcnn.modeling.detector import build_detection_model
@@ -65,8 +65,20 @@ def start_session(cfg) -> Session:
     return Session(cfg, adapter, index, precision, distributed)
 
 
+def compile_backend(adapter: DeviceAdapter) -> str:
+    """The adapter's torch.compile backend; a DeviceError before work when it has none."""
+    supported, answer = adapter.supports_compile()
+    if not supported:
+        raise DeviceError(f"MODEL.COMPILE True: {adapter.name} cannot compile: {answer}")
+    return answer
+
+
 def build_model(session: Session) -> torch.nn.Module:
-    return build_detection_model(session.cfg).to(session.device)
+    cfg = session.cfg
+    if not cfg.MODEL.COMPILE:
+        return build_detection_model(cfg).to(session.device)
+    model = build_detection_model(cfg, compile_backend=compile_backend(session.adapter))
+    return model.to(session.device)
 
 
 def wrap_distributed(model: torch.nn.Module, session: Session) -> torch.nn.Module:

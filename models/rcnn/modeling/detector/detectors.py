@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rcnn.device.compat import compile_unavailable_reason
 from rcnn.modeling.backbone import build_backbone
 from rcnn.modeling.detector.generalized_rcnn import GeneralizedRCNN
 from rcnn.modeling.roi_heads import build_roi_heads
@@ -10,8 +11,11 @@ from rcnn.modeling.rpn import build_rpn
 _DETECTION_META_ARCHITECTURES = {"GeneralizedRCNN": GeneralizedRCNN}
 
 
-def build_detection_model(cfg) -> GeneralizedRCNN:
-    """Backbone, RPN and ROI heads from cfg.MODEL.*; the only place that reads the config."""
+def build_detection_model(cfg, compile_backend: str = "inductor") -> GeneralizedRCNN:
+    """Backbone, RPN and ROI heads from cfg.MODEL.*; the only place that reads the config.
+
+    With MODEL.COMPILE the backbone is compiled by `compile_backend` (the device adapter's
+    supports_compile() names it)."""
     arch = cfg.MODEL.META_ARCHITECTURE
     if arch not in _DETECTION_META_ARCHITECTURES:
         raise ValueError(
@@ -23,4 +27,13 @@ def build_detection_model(cfg) -> GeneralizedRCNN:
     backbone = build_backbone(cfg)
     rpn = build_rpn(cfg, backbone.out_channels)
     roi_heads = build_roi_heads(cfg, backbone.out_channels)
-    return _DETECTION_META_ARCHITECTURES[arch](backbone, rpn, roi_heads)
+    model = _DETECTION_META_ARCHITECTURES[arch](
+        backbone, rpn, roi_heads, channels_last=cfg.MODEL.CHANNELS_LAST
+    )
+    if cfg.MODEL.COMPILE:
+        reason = compile_unavailable_reason()
+        if reason is not None:
+            raise ValueError(f"MODEL.COMPILE: {reason}")
+        # In place, so state-dict names stay; static shapes: one graph per padded input size.
+        model.backbone.compile(backend=compile_backend, dynamic=False)
+    return model

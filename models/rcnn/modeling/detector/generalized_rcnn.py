@@ -18,11 +18,20 @@ class GeneralizedRCNN(nn.Module):
     Images are BGR 0-255 minus PIXEL_MEAN, as an ImageList or a list/batch of [C, H, W] tensors.
     """
 
-    def __init__(self, backbone: nn.Module, rpn: nn.Module, roi_heads: nn.Module | None) -> None:
+    def __init__(
+        self,
+        backbone: nn.Module,
+        rpn: nn.Module,
+        roi_heads: nn.Module | None,
+        channels_last: bool = False,
+    ) -> None:
         super().__init__()
         self.backbone = backbone
         self.rpn = rpn
         self.roi_heads = roi_heads
+        self.channels_last = channels_last
+        if channels_last:
+            backbone.to(memory_format=torch.channels_last)
 
     def forward(
         self,
@@ -32,7 +41,10 @@ class GeneralizedRCNN(nn.Module):
         if self.training and targets is None:
             raise ValueError("in training mode, targets (one BoxList per image) are required")
         images = to_image_list(images)
-        features = self.backbone(images.tensors)
+        tensors = images.tensors
+        if self.channels_last:
+            tensors = tensors.contiguous(memory_format=torch.channels_last)
+        features = self.backbone(tensors)
         proposals, proposal_losses = self.rpn(images, features, targets)
         if self.roi_heads is not None:
             _, result, detector_losses = self.roi_heads(features, proposals, targets)
