@@ -111,6 +111,7 @@ class Record(_Identity, total=False):
     sync: str | None  # iteration (a device sync per step) | window (only at the window's edges)
     data_time_covers: str | None  # what data time includes (loader, pinning, copy to the card)
     weights: str | None  # "random", or the checkpoint the run started from
+    peak_mem_kind: str | None  # what peak_mem_mb measured: process_rss, allocated_tensors, ...
     agreement: dict[str, float | None] | None  # verify: device vs CPU fp32, one number each
     agreement_limits: dict[str, float] | None  # verify: the bound each number had to meet
 

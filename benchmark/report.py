@@ -101,8 +101,15 @@ def training_cells(df: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     keys = [*ROW, "cards", "precision"]
+    ok = ok.assign(peak_mem_mb=ok.get("peak_mem_mb"))
     cells = (
-        ok.groupby(keys)["throughput_img_s"].agg(throughput="median", runs="count").reset_index()
+        ok.groupby(keys)
+        .agg(
+            throughput=("throughput_img_s", "median"),
+            runs=("throughput_img_s", "count"),
+            peak_mb=("peak_mem_mb", "median"),
+        )
+        .reset_index()
     )
     one_card = cells[cells["cards"] == 1].set_index([*ROW, "precision"])["throughput"]
     fp32 = cells[cells["precision"] == "fp32"].set_index([*ROW, "cards"])["throughput"]
@@ -127,6 +134,7 @@ def training_table(df: pd.DataFrame) -> pd.DataFrame:
         if p != "fp32" and "fp32" in precisions:
             table[f"{p} vs fp32"] = wide["speedup"][p].map(lambda v: _num(v, "{:.2f}x"))
         table[f"{p} eff"] = wide["efficiency"][p].map(lambda v: _num(v * 100, "{:.1f}%"))
+        table[f"{p} peak MB"] = wide["peak_mb"][p].map(lambda v: _num(v, "{:.0f}"))
     table["runs"] = wide["runs"].sum(axis=1).astype(int)
     return _order(table.reset_index(), index).rename(columns=LABELS)
 
@@ -139,6 +147,7 @@ def inference_table(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["model", "impl", "device_name", "workload", "cards", "precision", "batch_per_card"]
     metrics = {"throughput_img_s": "img/s"}
     metrics.update({f"latency_ms.p{q}": f"latency p{q} ms" for q in (50, 90, 99)})
+    metrics["peak_mem_mb"] = "peak MB"
     present = [m for m in metrics if m in ok]
     table = ok.groupby(keys)[present].median()
     table["runs"] = ok.groupby(keys).size()

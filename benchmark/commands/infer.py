@@ -124,6 +124,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     fields.update(
         dataset=workload.data.record(len(dataset)),
         peak_mem_mb=max((p for p in peaks if p is not None), default=None),
+        peak_mem_kind=adapter.peak_memory_kind,
         ops=kernels_used() or preflight(adapter.torch_device(index)),
         accuracy=accuracy(scores) if scores else None,
         compute_dtype=probe.dtype_name,

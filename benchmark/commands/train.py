@@ -112,6 +112,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     fields.update(
         dataset=workload.data.record(len(training.data_loader.dataset)),
         peak_mem_mb=max((p for p in peaks if p is not None), default=None),
+        peak_mem_kind=adapter.peak_memory_kind,
         final_loss=last_loss[0] if last_loss else None,
         ops=kernels_used() or preflight(adapter.torch_device(index)),
         accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,

@@ -159,12 +159,15 @@ def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, ca
         "cards",
         "fp32 img/s",
         "fp32 eff",
+        "fp32 peak MB",
         "tf32 img/s",
         "tf32 vs fp32",
         "tf32 eff",
+        "tf32 peak MB",
         "fp16 img/s",
         "fp16 vs fp32",
         "fp16 eff",
+        "fp16 peak MB",
         "runs",
     ]
     for cards in (1, 2, 4):
@@ -179,7 +182,7 @@ def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, ca
     # spot-check the arithmetic by hand: 4 cards fp32 median 80 over 4 x 21
     assert row(text, MODEL, "rcnn", A100, "2", w, "4")[6:8] == ["80.0", "95.2%"]
     # the tf32 run at another batch size is its own row, not mixed into batch 2
-    assert row(text, MODEL, "rcnn", A100, "4", w, "1")[6:10] == ["-", "-", "9.0", "-"]
+    assert row(text, MODEL, "rcnn", A100, "4", w, "1")[6:11] == ["-", "-", "-", "9.0", "-"]
 
     # inference: batch sizes in numeric order, latency percentiles from the records
     assert row(text, MODEL, "rcnn", A100, w, "1", "fp32", "1")[7:] == [
@@ -187,6 +190,7 @@ def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, ca
         "70.0",
         "75.0",
         "90.0",
+        "-",  # peak MB: these records measured none
         "1",
     ]
     assert row(text, MODEL, "rcnn", A100, w, "1", "fp16", "1")[7:10] == ["25.0", "40.0", "44.0"]
@@ -258,13 +262,17 @@ def test_training_table_without_fp32_has_no_speedup_column():
         "cards",
         "bf16 img/s",
         "bf16 eff",
+        "bf16 peak MB",
         "runs",
     ]
     assert table["bf16 eff"].tolist() == ["100.0%", "80.0%"]
 
 
 def test_records_differing_only_in_image_size_are_two_cells():
-    small = [rec("h", image_min_size=320, image_max_size=320, throughput_img_s=t) for t in (4, 6)]
+    small = [
+        rec("h", image_min_size=320, image_max_size=320, throughput_img_s=t, peak_mem_mb=m)
+        for t, m in ((4, 100.0), (6, 140.0))
+    ]
     large = rec("h", image_min_size=800, image_max_size=1333, throughput_img_s=1.0)
     table = training_table(frame([*small, large]))
     assert len(table) == 2
@@ -272,6 +280,7 @@ def test_records_differing_only_in_image_size_are_two_cells():
     by_size = dict(zip(sizes, table["fp32 img/s"], strict=True))
     assert by_size == {"320x320": "5.0", "800x1333": "1.0"}
     assert table["runs"].tolist() == [2, 1]
+    assert table["fp32 peak MB"].tolist() == ["120", "-"]
 
 
 def test_real_cpu_loop_measured_recorded_and_reported(tmp_path, capsys):

@@ -9,6 +9,7 @@ from .base import DeviceAdapter
 
 class MpsAdapter(DeviceAdapter):
     name = "mps"
+    peak_memory_kind = "driver_allocated_now"  # MPS reports no peak: the current total
     install_hint = "MPS needs an Apple-silicon Mac with a macOS torch build"
 
     def unavailable_reason(self) -> str | None:
