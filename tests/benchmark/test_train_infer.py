@@ -64,6 +64,7 @@ def test_train_writes_a_measured_record(tmp_path):
     assert 0 <= r["data_time_share"] < 1
     assert r["peak_mem_mb"] > 0
     assert math.isfinite(r["final_loss"])
+    assert r["compute_dtype"] == "float32"  # what the body's first conv ran in
     assert set(r["ops"]) >= {"nms", "roi_align"}
     assert r["dataset"]["name"] == "synthetic" and r["dataset"]["images"] == 4
     assert r["dataset"]["fingerprint"].startswith("sha1:")
