@@ -57,10 +57,8 @@ def tiny_detector(
     widths: tuple[int, ...] = (2, 4, 4, 8),
     stem: int = 4,
     expansion: int = 2,
-    c4: bool = False,
 ) -> nn.Module:
-    """backbone.body.{stem,layer1..4} + an RPN conv and a box predictor; layer4 in the box head
-    when ``c4`` (as maskrcnn-benchmark's R-50-C4)."""
+    """backbone.body.{stem,layer1..4} + an RPN conv and a box predictor."""
     body = nn.Module()
     body.stem = nn.Module()
     body.stem.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3, bias=False)
@@ -70,7 +68,7 @@ def tiny_detector(
     for i, (n, width) in enumerate(zip(blocks, widths, strict=True)):
         stages.append(make_stage(block, n, cin, width, width * expansion, 1 if i == 0 else 2))
         cin = width * expansion
-    for i, stage in enumerate(stages[:3] if c4 else stages, 1):
+    for i, stage in enumerate(stages, 1):
         setattr(body, f"layer{i}", stage)
     model = nn.Module()
     model.backbone = nn.Module()
@@ -80,10 +78,6 @@ def tiny_detector(
     model.rpn.head.conv = nn.Conv2d(cin, 8, 3)
     model.roi_heads = nn.Module()
     model.roi_heads.box = nn.Module()
-    if c4:
-        model.roi_heads.box.feature_extractor = nn.Module()
-        model.roi_heads.box.feature_extractor.head = nn.Module()
-        model.roi_heads.box.feature_extractor.head.layer4 = stages[3]
     model.roi_heads.box.predictor = nn.Module()
     model.roi_heads.box.predictor.cls_score = nn.Linear(8, 4)
     return model
@@ -95,9 +89,8 @@ def detectron_blobs(model: nn.Module) -> dict[str, np.ndarray]:
     blobs = {}
     for key, value in model.state_dict().items():
         parts = key.split(".")
-        in_resnet = key.startswith("backbone.body.") or ".layer4." in key
         # Detectron's affine BN has no running statistics
-        if not in_resnet or "running_" in key:
+        if not key.startswith("backbone.body.") or "running_" in key:
             continue
         array = value.numpy().copy()
         param = parts[-1]

@@ -102,17 +102,6 @@ def test_pkl_loads_into_backbone_exactly(tmp_path, model, protocol, wrapped):
     assert torch.equal(target.rpn.head.conv.weight, before_head)
 
 
-def test_c4_res5_goes_to_the_box_head(tmp_path):
-    torch.manual_seed(1)
-    source = tiny_detector(c4=True)
-    path = write_pickle(tmp_path / "R-50.pkl", detectron_blobs(source))
-    target = tiny_detector(c4=True)
-    report = load_weights(path, target)
-    assert report.ok
-    key = "roi_heads.box.feature_extractor.head.layer4.0.conv2.weight"
-    assert torch.equal(target.state_dict()[key], source.state_dict()[key])
-
-
 def test_pkl_missing_a_backbone_blob_is_reported(tmp_path, model):
     blobs = detectron_blobs(model)
     del blobs["res3_1_branch2b_w"]

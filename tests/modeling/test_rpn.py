@@ -87,3 +87,18 @@ def test_post_processor_equals_per_image_per_level_loop():
         assert out[i].size == (w, h) and len(out[i]) == len(top)
         assert torch.allclose(out[i].bbox, ref_boxes, atol=1e-5)
         assert torch.allclose(out[i].get_field("objectness"), s[top])
+
+
+def test_post_processor_drops_proposals_below_min_size_with_plus_one_widths():
+    # One level, one anchor per cell, zero deltas: the proposals are the anchors themselves.
+    anchors = [torch.tensor([[0.0, 0.0, 9.0, 9.0], [12.0, 0.0, 13.0, 5.0]])]
+    objectness = [torch.tensor([0.0, 1.0]).view(1, 1, 1, 2)]
+    deltas = [torch.zeros(1, 4, 1, 2)]
+    coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
+
+    def kept(min_size: float) -> list[list[float]]:
+        post = RPNPostProcessor(10, 10, 0.7, min_size, coder, fpn_post_nms_top_n=10)
+        return sorted(post(anchors, objectness, deltas, [(20, 20)])[0].bbox.tolist())
+
+    assert kept(3) == [[0, 0, 9, 9]]  # the 2-wide box goes
+    assert kept(2) == [[0, 0, 9, 9], [12, 0, 13, 5]]  # width 13 - 12 + 1 = 2 stays

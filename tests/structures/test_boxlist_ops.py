@@ -1,10 +1,10 @@
-"""IoU, concatenation and small-box removal with the legacy +1 convention."""
+"""IoU and concatenation with the legacy +1 convention."""
 
 import pytest
 import torch
 
 from rcnn.structures.bounding_box import BoxList
-from rcnn.structures.boxlist_ops import boxlist_iou, cat_boxlist, remove_small_boxes
+from rcnn.structures.boxlist_ops import boxlist_iou, cat_boxlist
 
 
 def test_iou_plus_one():
@@ -15,15 +15,12 @@ def test_iou_plus_one():
     assert torch.allclose(iou, torch.tensor([[1.0, 50 / 150, 0.0]]))
 
 
-def test_cat_and_remove_small():
+def test_cat():
     a = BoxList(torch.tensor([[0.0, 0.0, 9.0, 9.0]]), (20, 20))
     a.add_field("scores", torch.tensor([0.5]))
     b = BoxList(torch.tensor([[0.0, 0.0, 1.0, 5.0]]), (20, 20))
     b.add_field("scores", torch.tensor([0.75]))
     c = cat_boxlist([a, b])
     assert len(c) == 2 and c.get_field("scores").tolist() == [0.5, 0.75]
-    assert remove_small_boxes(c, 3).bbox.tolist() == [[0, 0, 9, 9]]
-    # Width 2 with +1 survives a min size of 2.
-    assert len(remove_small_boxes(c, 2)) == 2
     with pytest.raises(ValueError):
         cat_boxlist([a, BoxList(torch.zeros(1, 4), (10, 10))])

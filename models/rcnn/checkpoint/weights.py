@@ -62,19 +62,4 @@ def load_weights(
         return None
     weights = read_weights(path, bn_eps)
     scope = "" if weights.kind == MASKRCNN else BODY
-    target_keys = model.state_dict() if isinstance(model, nn.Module) else model
-    state = _move_c4_head(weights.state, target_keys) if scope else weights.state
-    return load_state_dict_into(model, state, strict=strict, source=path, scope=scope)
-
-
-def _move_c4_head(state: StateDict, target: StateDict) -> StateDict:
-    """C4 detectors keep res5 in the box head: send ``layer4`` where the model has it."""
-    moved = {}
-    for key, value in state.items():
-        if key not in target and key.startswith(BODY):
-            rest = key[len(BODY) :]
-            homes = [k for k in target if k.endswith("." + rest)]
-            if len(homes) == 1:
-                key = homes[0]
-        moved[key] = value
-    return moved
+    return load_state_dict_into(model, weights.state, strict=strict, source=path, scope=scope)

@@ -1,4 +1,4 @@
-"""Operations on BoxLists: IoU, concatenation, small-box removal and NMS (legacy +1 convention)."""
+"""Operations on BoxLists: IoU and concatenation (legacy +1 convention)."""
 
 from __future__ import annotations
 
@@ -12,32 +12,6 @@ from rcnn.structures.bounding_box import TO_REMOVE, BoxList
 def legacy_nms_boxes(boxes: torch.Tensor) -> torch.Tensor:
     """Boxes grown by one pixel at x2/y2: plain IoU on these equals the legacy +1 IoU."""
     return torch.cat((boxes[:, :2], boxes[:, 2:] + TO_REMOVE), dim=1)
-
-
-def boxlist_nms(
-    boxlist: BoxList,
-    nms_thresh: float,
-    max_proposals: int = -1,
-    score_field: str = "scores",
-) -> BoxList:
-    """Greedy NMS on `score_field` with +1 IoU; keeps at most `max_proposals` (all when <= 0)."""
-    from rcnn.layers import nms
-
-    if nms_thresh <= 0:
-        return boxlist
-    mode = boxlist.mode
-    boxlist = boxlist.convert("xyxy")
-    keep = nms(legacy_nms_boxes(boxlist.bbox), boxlist.get_field(score_field), nms_thresh)
-    if max_proposals > 0:
-        keep = keep[:max_proposals]
-    return boxlist[keep].convert(mode)
-
-
-def remove_small_boxes(boxlist: BoxList, min_size: float) -> BoxList:
-    """Keep boxes whose +1 width and height are both at least `min_size`."""
-    xywh = boxlist.convert("xywh").bbox
-    keep = ((xywh[:, 2] >= min_size) & (xywh[:, 3] >= min_size)).nonzero().squeeze(1)
-    return boxlist[keep]
 
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:

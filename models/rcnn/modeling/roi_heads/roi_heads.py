@@ -20,17 +20,14 @@ class CombinedROIHeads(nn.ModuleDict):
     """Runs heads["box"] first; every other head gets (features, the box head's boxes, targets)
     and returns (x, boxes, losses) like the box head. State names: roi_heads.<head>.*.
 
-    With `share_box_feature_extractor`, the mask head reuses the box head's feature extractor
-    module and, in training, its features, as maskrcnn-benchmark does.
+    Heads never share the box head's feature extractor: that is the C4 layout, which the mask
+    head's builder refuses (MODEL.ROI_MASK_HEAD.SHARE_BOX_FEATURE_EXTRACTOR).
     """
 
-    def __init__(self, heads: Mapping[str, nn.Module], share_box_feature_extractor: bool = False):
+    def __init__(self, heads: Mapping[str, nn.Module]):
         super().__init__(heads)
         if "box" not in self:
             raise ValueError("CombinedROIHeads needs a 'box' head")
-        self.share_box_feature_extractor = share_box_feature_extractor
-        if share_box_feature_extractor and "mask" in self:
-            self["mask"].feature_extractor = self["box"].feature_extractor
 
     def forward(
         self,
@@ -45,10 +42,7 @@ class CombinedROIHeads(nn.ModuleDict):
         for name, head in self.items():
             if name == "box":
                 continue
-            shared = name == "mask" and self.training and self.share_box_feature_extractor
-            x, detections, head_losses = head(
-                box_features if shared else features, detections, targets
-            )
+            x, detections, head_losses = head(features, detections, targets)
             losses.update(head_losses)
         return x, detections, losses
 
@@ -61,5 +55,4 @@ def build_roi_heads(cfg, in_channels: int) -> CombinedROIHeads | None:
     for name, switch in EXTRA_HEADS:
         if getattr(cfg.MODEL, switch):
             heads[name] = ROI_HEADS[name](cfg, in_channels)
-    share = bool(cfg.MODEL.MASK_ON and cfg.MODEL.ROI_MASK_HEAD.SHARE_BOX_FEATURE_EXTRACTOR)
-    return CombinedROIHeads(heads, share_box_feature_extractor=share)
+    return CombinedROIHeads(heads)
