@@ -124,21 +124,20 @@ def test_ddp_on_the_card_reduces_gradients_through_the_host(tmp_path):
     assert first["gathered"] == second["gathered"] == [0, 1]
 
 
-def test_bf16_runs_on_the_cards_autocast_and_is_refused_where_autocast_covers_nothing(tmp_path):
-    """Point 5: autocast that covered no op ran fp32 work under a bf16 label."""
+def test_bf16_is_refused_where_the_cards_autocast_covers_nothing(tmp_path):
+    """Point 5: autocast that covered no op ran fp32 work under a bf16 label (the sweep below
+    shows bf16 running in bfloat16 where the card's autocast covers convolutions)."""
     run = ("--model", "faster_rcnn_R_18_FPN_quick", "--device", "strict", *TINY, "--batch", "1")
     train = ("train", *run, "--iters", "1", "--warmup", "0", "--precision", "bf16")
-    done = bench(*train, results=tmp_path / "ops")
-    assert done.returncode == 0, done.stderr[-3000:]
-    (r,) = records(tmp_path / "ops")
-    assert (r["status"], r["precision"], r["compute_dtype"]) == ("ok", "bf16", "bfloat16")
-    refused = bench(*train, results=tmp_path / "none", autocast="none")
+    refused = bench(*train, results=tmp_path, autocast="none")
     assert refused.returncode == 2
     assert (
         refused.stderr.strip()
         .splitlines()[-1]
         .startswith("error: precision 'bf16' is not supported on strict")
     )
+    (r,) = records(tmp_path)
+    assert r["status"] == "failed" and r["throughput_img_s"] is None
 
 
 def test_sweep_on_the_card(tmp_path):
