@@ -524,3 +524,17 @@ def read_records(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
                     seen[record["run_id"]] = where
                     records.append(record)
     return records, problems
+        if path.is_dir():
+            _add_unlisted_runs(path, records, seen)
+
+
+def _add_unlisted_runs(results: Path, records: list[dict], seen: dict[str, str]) -> None:
+    """Runs whose writer stopped between record.json and its records.jsonl line still count."""
+    for written in sorted(results.glob("runs/*/record.json")):
+        try:
+            record = json.loads(written.read_text(encoding="utf-8"), parse_constant=_no_constant)
+        except (OSError, ValueError, RecursionError):
+            continue  # a run folder's own file; the run's line, if any, was judged above
+        if not validate(record) and record["run_id"] not in seen:
+            seen[record["run_id"]] = str(written)
+            records.append(record)

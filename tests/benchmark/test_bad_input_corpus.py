@@ -228,6 +228,20 @@ def test_record_json_without_its_line_is_completed_once(tmp_path) -> None:
     assert complete_run(tmp_path, "20990101T000000.000Z-nothere0") is False
 
 
+def test_report_reads_a_run_missing_from_records_jsonl(tmp_path) -> None:
+    """A single-process run killed between its two writes: no parent completes it, the report
+    still finds it (once)."""
+    listed, unlisted = _good(), _good()
+    write_run(tmp_path, listed)
+    write_run(tmp_path, unlisted)
+    lines = (tmp_path / RECORDS_FILE).read_text().splitlines()
+    (tmp_path / RECORDS_FILE).write_text(lines[0] + "\n")
+    records, problems = read_records([tmp_path])
+    assert problems == [] and [r["run_id"] for r in records] == [
+        r["run_id"] for r in (listed, unlisted)
+    ]
+
+
 # ---- real processes: Ctrl-C and a killed rank ------------------------------------------------
 def _bench(args: list[str], results: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "RESULTS_DIR"}
