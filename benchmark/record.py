@@ -523,9 +523,9 @@ def read_records(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
                 else:
                     seen[record["run_id"]] = where
                     records.append(record)
-    return records, problems
         if path.is_dir():
             _add_unlisted_runs(path, records, seen)
+    return records, problems
 
 
 def _add_unlisted_runs(results: Path, records: list[dict], seen: dict[str, str]) -> None:
