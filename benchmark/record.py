@@ -78,6 +78,8 @@ class Record(_Identity, total=False):
     """One run. Optional fields may be absent or null; see DESIGN.md "The result record"."""
 
     error: str | None  # why a run is not ok (failed, nan, oom, skipped)
+    compile: bool | None  # the backbone ran torch.compile'd (MODEL.COMPILE)
+    channels_last: bool | None  # the backbone ran in channels-last memory format
     impl: str | None  # rcnn | torchvision
     device_name: str | None
     nodes: int | None

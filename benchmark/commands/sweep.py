@@ -56,6 +56,14 @@ def _precisions(text: str) -> list[str]:
     return values
 
 
+def _switches(text: str) -> list[bool]:
+    """A comma list of off/on (an execution-mode axis) as booleans."""
+    words = [v.strip() for v in text.split(",") if v.strip()]
+    if not words or set(words) - {"off", "on"}:
+        raise argparse.ArgumentTypeError(f"expected off, on or off,on; got {text!r}")
+    return [w == "on" for w in dict.fromkeys(words)]
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="run the precision x cards (x batch) matrix of a model")
     p.add_argument("--model", required=True, help="config NAME or .yaml path")
@@ -75,6 +83,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="inference batch sizes per card (comma list)",
     )
     p.add_argument("--train-batch", type=int, default=2, help="training batch per card")
+    p.add_argument(
+        "--compile",
+        type=_switches,
+        default=[False],
+        help="execution-mode axis: off (eager), on (torch.compile'd backbone) or off,on; a "
+        "device that cannot compile records its 'on' cells as skipped",
+    )
+    p.add_argument(
+        "--channels-last",
+        type=_switches,
+        default=[False],
+        help="memory-format axis: off, on (channels-last backbone) or off,on",
+    )
     p.add_argument("--size", type=parse_size, help=SIZE_HELP)
     p.add_argument("--data", default="synthetic")
     p.add_argument(
@@ -102,6 +123,8 @@ class Cell:
     cards: int
     batch: int
     run_id: str
+    compile: bool = False
+    channels_last: bool = False
 
     def argv(self, args: argparse.Namespace) -> list[str]:
         argv = [
@@ -115,6 +138,8 @@ class Cell:
             "--batch",
             str(self.batch),
         ]
+        argv += ["--compile"] if self.compile else []
+        argv += ["--channels-last"] if self.channels_last else []
         for name in PASSED_ON:
             value = getattr(args, name)
             if value is not None:
@@ -130,9 +155,10 @@ class Cell:
 
 def cells(args: argparse.Namespace) -> list[Cell]:
     out = []
-    for mode, precision, cards in itertools.product(MODES[args.mode], args.precisions, args.cards):
+    axes = (MODES[args.mode], args.precisions, args.cards, args.compile, args.channels_last)
+    for mode, precision, cards, compiled, channels_last in itertools.product(*axes):
         for batch in args.batches if mode == "infer" else [args.train_batch]:
-            out.append(Cell(mode, precision, cards, batch, new_run_id()))
+            out.append(Cell(mode, precision, cards, batch, new_run_id(), compiled, channels_last))
     return out
 
 
@@ -145,7 +171,10 @@ def skip_reason(cell: Cell, adapter: DeviceAdapter | None, absent: str | None) -
     except DeviceError as err:
         return str(err)
     reason = card_limit(adapter, cell.cards)
-    return None if reason is None else f"{cell.cards} cards asked; {reason}"
+    if reason is not None:
+        return f"{cell.cards} cards asked; {reason}"
+    supported, answer = adapter.supports_compile()
+    return None if supported or not cell.compile else f"torch.compile: {answer}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -175,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
             model=model,
             device_type=device_type,
             precision=cell.precision,
+            compile=cell.compile,
+            channels_last=cell.channels_last,
             cards=cell.cards,
             batch_per_card=cell.batch,
             global_batch=cell.batch * cell.cards,
@@ -187,8 +218,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def sweep_table(statuses: list[tuple[Cell, str]]) -> str:
-    lines = ["mode   precision  cards  batch  result"]
-    lines += [f"{c.mode:<6} {c.precision:<10} {c.cards:<6} {c.batch:<6} {s}" for c, s in statuses]
+    lines = ["mode   precision  compile  channels_last  cards  batch  result"]
+    lines += [
+        f"{c.mode:<6} {c.precision:<10} {'on' if c.compile else 'off':<8} "
+        f"{'on' if c.channels_last else 'off':<14} {c.cards:<6} {c.batch:<6} {s}"
+        for c, s in statuses
+    ]
     return "\n".join(lines)
 
 

@@ -61,6 +61,17 @@ def add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mlu, npu, ...")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the backbone (MODEL.COMPILE); the first iteration's time then "
+        "includes compilation",
+    )
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="backbone in channels-last memory format (MODEL.CHANNELS_LAST)",
+    )
+    parser.add_argument(
         "--cards",
         type=_cards,
         default=1,
@@ -128,6 +139,8 @@ def to_argv(args: argparse.Namespace, options: Iterable[str] = ()) -> list[str]:
         "model",
         "device",
         "precision",
+        "compile",
+        "channels_last",
         "cards",
         "nodes",
         "node_rank",

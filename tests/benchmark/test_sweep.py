@@ -78,6 +78,32 @@ def test_more_cards_than_cores_is_a_skip_reason(monkeypatch):
     assert sweep.skip_reason(sweep.Cell("infer", "fp32", 1, 1, "r"), None, absent) == absent
 
 
+def test_compile_and_channels_last_are_axes_and_an_uncompilable_device_skips(tmp_path, monkeypatch):
+    from rcnn.device.cpu import CpuAdapter
+
+    class CpuWithoutCompiler(CpuAdapter):
+        compile_backend = None  # as a backend whose plug-in registers no torch.compile backend
+
+    monkeypatch.setattr(sweep, "resolve", lambda device: (CpuWithoutCompiler(), 0))
+    argv = [*TINY, "--mode", "infer", "--precisions", "fp16", "--cards", "1", "--batches", "1"]
+    code = main(
+        ["sweep", *argv, "--compile", "off,on", "--channels-last", "off,on"]
+        + ["--results", str(tmp_path)]
+    )
+    assert code == 0
+    records, problems = read_records([tmp_path])
+    assert problems == [] and len(records) == 4
+    by_mode = {(r["compile"], r["channels_last"]): r for r in records}
+    assert set(by_mode) == {(False, False), (False, True), (True, False), (True, True)}
+    # fp16 is refused first; a runnable precision then meets the compile check
+    assert "--batch 1 --compile --channels-last --device cpu" in by_mode[(True, True)]["command"]
+    cell = sweep.Cell("infer", "fp32", 1, 1, "r", compile=True)
+    assert sweep.skip_reason(cell, CpuWithoutCompiler(), None) == (
+        "torch.compile: no torch.compile backend for cpu: torch registers none"
+    )
+    assert sweep.skip_reason(cell, CpuAdapter(), None) is None
+
+
 def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
     ran = []
 
