@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,6 +12,8 @@ from PIL import Image
 
 from rcnn.data.datasets.bad_data import DataError
 
+# probe_image refuses such images by name, so PIL's console warning would only repeat it
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Header reads are I/O bound (network file systems): threads overlap the waits.
 PROBE_THREADS = 8
 # 16-bit grayscale (PNG) that PIL's convert("RGB") would clip to white: scaled down instead
