@@ -79,12 +79,11 @@ def predict_images(
         batch = to_image_list([tensor], cfg.DATALOADER.SIZE_DIVISIBILITY).to(device)
         with torch.no_grad(), adapter.autocast(precision):
             (pred,) = model(batch)
-        pred = pred.to("cpu").resize(image.size)
-        keep = pred.get_field("scores") >= score_threshold
-        pred = pred[keep]
-        # Mask models: 28 x 28 probabilities pasted at the image's own size, as COCO RLEs.
+        pred = pred.to("cpu")
+        pred = pred[pred.get_field("scores") >= score_threshold]
+        # Mask models: each detection's mask at the image's own size, as a COCO RLE.
         rles = mask_rles(pred, image.height, image.width) if pred.has_field("mask") else None
-        pred = pred.convert("xywh")
+        pred = pred.resize(image.size).convert("xywh")
         detections = []
         for i, (box, score, label) in enumerate(
             zip(
