@@ -107,3 +107,14 @@ def test_predict_pastes_each_mask_at_the_image_size(tiny_set, overrides, tmp_pat
             ys.min() >= b["y_min"] - 2 and ys.max() <= b["y_min"] + b["height"] + 1
         )
     assert sum(int(mask_util.area(d["mask"])) for d in out["detections"]) > 0
+
+
+def test_labels_the_dataset_does_not_have_are_dropped(val_set):
+    """COCO-trained weights (81 classes) evaluated on a 3-class set: label 58 has no json id."""
+    pred = BoxList(torch.tensor([[10.0, 10.0, 50.0, 40.0], [5.0, 5.0, 30.0, 30.0]]), (800, 600))
+    pred.add_field("scores", torch.tensor([0.9, 0.8]))
+    pred.add_field("labels", torch.tensor([1, 58]))
+    pred.add_field("mask", torch.ones(2, 1, 28, 28))
+    result = image_result(0, pred, val_set)
+    assert len(result.scores) == len(result.rles) == 1 and result.scores[0] == pytest.approx(0.9)
+    assert result.category_ids.tolist() == [val_set.contiguous_category_id_to_json_id[1]]

@@ -61,12 +61,15 @@ def image_result(
     as RLEs at the original size (see `mask_rles`); no full-size mask outlives this call."""
     info = dataset.get_img_info(idx)
     width, height = int(info["width"]), int(info["height"])
+    to_json = dataset.contiguous_category_id_to_json_id
     pred = pred.to("cpu")
+    # a model with more classes than the dataset (COCO weights on other data): drop the rest
+    known = torch.tensor([int(lab) in to_json for lab in pred.get_field("labels").tolist()])
+    pred = pred[known] if len(pred) and not bool(known.all()) else pred
     rles = None
     if pred.has_field("mask"):
         rles = mask_rles(pred, height, width, mask_threshold, mask_chunk)
     pred = pred.resize((width, height))
-    to_json = dataset.contiguous_category_id_to_json_id
     labels = pred.get_field("labels").tolist()
     return ImageResult(
         image_id=int(dataset.id_to_img_map[idx]),
