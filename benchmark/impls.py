@@ -49,6 +49,10 @@ class Batch:
     def size(self) -> int:
         return len(self.images)
 
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on `device`."""
+        return Batch(*([t.to(device) for t in ts] for ts in (self.images, self.boxes, self.labels)))
+
 
 def synthetic_batch(
     batch: int, height: int, width: int, num_classes: int, seed: int = 0, boxes_per_image: int = 8
@@ -126,6 +130,12 @@ class TorchvisionImpl(Impl):
 def model_config(model: str, overrides: list[str] | None = None) -> CfgNode:
     """Config `model` (a NAME or .yaml path) with no weights: both impls start from random ones."""
     return load_config(config_path(model), ["MODEL.WEIGHT", "", *(overrides or [])])
+
+
+def impl_config(model: str, same_weights: bool) -> CfgNode:
+    """The config both impls are built from: with `same_weights`, in torchvision's layout."""
+    overrides = ["MODEL.RESNETS.STRIDE_IN_1X1", "False"] if same_weights else []
+    return model_config(model, overrides)
 
 
 def build_torchvision_peer(cfg: CfgNode, image_size: tuple[int, int]) -> nn.Module:
@@ -219,8 +229,7 @@ def build_impls(
     unknown = sorted(set(impls) - set(IMPLS))
     if unknown:
         raise ValueError(f"unknown impl(s) {unknown}; known: {list(IMPLS)}")
-    overrides = ["MODEL.RESNETS.STRIDE_IN_1X1", "False"] if same_weights else []
-    cfg = model_config(model, overrides)
+    cfg = impl_config(model, same_weights)
     torch.manual_seed(seed)
     peer = build_torchvision_peer(cfg, image_size)
     if calibration is not None:

@@ -114,6 +114,10 @@ class Record(_Identity, total=False):
     data_time_covers: str | None  # what data time includes (loader, pinning, copy to the card)
     weights: str | None  # "random", or the checkpoint the run started from
     peak_mem_kind: str | None  # what peak_mem_mb measured: process_rss, allocated_tensors, ...
+    gflops_per_image: float | None  # counted once per model, input size and mode (flops.py)
+    achieved_tflops: float | None  # gflops_per_image x throughput_img_s / 1000, all cards
+    peak_tflops: float | None  # one card's dense peak at the run's precision, when known
+    flop_utilisation: float | None  # achieved_tflops / (cards x peak_tflops)
     agreement: dict[str, float | None] | None  # verify: device vs CPU fp32, one number each
     agreement_limits: dict[str, float] | None  # verify: the bound each number had to meet
 
@@ -184,6 +188,10 @@ RANGES: tuple[tuple[str, float, float], ...] = (
     ("first_iter_s", 0, math.inf),
     ("peak_mem_mb", 0, math.inf),
     ("time_to_accuracy_s", 0, math.inf),
+    ("gflops_per_image", 0, math.inf),
+    ("achieved_tflops", 0, math.inf),
+    ("peak_tflops", 0, math.inf),
+    ("flop_utilisation", 0, math.inf),
 )
 MAX_DEPTH = 6
 

@@ -30,6 +30,8 @@ ROW = ["model", "impl", "device_name", "batch_per_card", "workload"]
 ACCURACY = ["bbox_ap", "bbox_ap50", "bbox_ap75", "segm_ap"]
 PLOT_PREFIXES = ("throughput_vs_cards_", "latency_")
 LABELS = {"device_name": "device", "batch_per_card": "batch/card"}
+# numbers older records may lack: a missing column reads as NaN, never as a dropped cell
+OPTIONAL_NUMBERS = ("peak_mem_mb", "gflops_per_image", "achieved_tflops", "flop_utilisation")
 
 
 def frame(records: list[dict]) -> pd.DataFrame:
@@ -101,13 +103,16 @@ def training_cells(df: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     keys = [*ROW, "cards", "precision"]
-    ok = ok.assign(peak_mem_mb=ok.get("peak_mem_mb"))
+    ok = ok.assign(**{c: pd.to_numeric(ok.get(c), errors="coerce") for c in OPTIONAL_NUMBERS})
     cells = (
         ok.groupby(keys)
         .agg(
             throughput=("throughput_img_s", "median"),
             runs=("throughput_img_s", "count"),
             peak_mb=("peak_mem_mb", "median"),
+            gflops=("gflops_per_image", "median"),
+            tflops=("achieved_tflops", "median"),
+            utilisation=("flop_utilisation", "median"),
         )
         .reset_index()
     )
@@ -134,7 +139,12 @@ def training_table(df: pd.DataFrame) -> pd.DataFrame:
         if p != "fp32" and "fp32" in precisions:
             table[f"{p} vs fp32"] = wide["speedup"][p].map(lambda v: _num(v, "{:.2f}x"))
         table[f"{p} eff"] = wide["efficiency"][p].map(lambda v: _num(v * 100, "{:.1f}%"))
+        table[f"{p} TFLOP/s"] = [
+            _tflops(t, u) for t, u in zip(wide["tflops"][p], wide["utilisation"][p], strict=True)
+        ]
         table[f"{p} peak MB"] = wide["peak_mb"][p].map(lambda v: _num(v, "{:.0f}"))
+    # the count is the same at every precision: one column per row
+    table["GFLOP/img"] = wide["gflops"].median(axis=1).map(lambda v: _num(v, "{:.3g}"))
     table["runs"] = wide["runs"].sum(axis=1).astype(int)
     return _order(table.reset_index(), index).rename(columns=LABELS)
 
@@ -145,16 +155,24 @@ def inference_table(df: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     keys = ["model", "impl", "device_name", "workload", "cards", "precision", "batch_per_card"]
-    metrics = {"throughput_img_s": "img/s"}
+    metrics = {"throughput_img_s": "img/s", "gflops_per_image": "GFLOP/img"}
+    metrics["achieved_tflops"] = "TFLOP/s"
     metrics.update({f"latency_ms.p{q}": f"latency p{q} ms" for q in (50, 90, 99)})
     metrics["peak_mem_mb"] = "peak MB"
+    ok = ok.assign(**{c: pd.to_numeric(ok.get(c), errors="coerce") for c in OPTIONAL_NUMBERS})
     present = [m for m in metrics if m in ok]
-    table = ok.groupby(keys)[present].median()
+    table = ok.groupby(keys)[[*present, "flop_utilisation"]].median()
     table["runs"] = ok.groupby(keys).size()
     table = _order(table.reset_index(), keys)
+    table["achieved_tflops"] = [
+        _tflops(t, u)
+        for t, u in zip(table["achieved_tflops"], table["flop_utilisation"], strict=True)
+    ]
     for m in present:
-        table[m] = table[m].map(lambda v: _num(v, "{:.1f}"))
-    return table.rename(columns={**metrics, **LABELS})
+        if m != "achieved_tflops":
+            fmt = "{:.3g}" if m == "gflops_per_image" else "{:.1f}"
+            table[m] = [_num(v, fmt) for v in table[m]]
+    return table.drop(columns="flop_utilisation").rename(columns={**metrics, **LABELS})
 
 
 def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -247,6 +265,12 @@ def env_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def _num(value: float, fmt: str) -> str:
     return "-" if pd.isna(value) else fmt.format(value)
+
+
+def _tflops(achieved: float, utilisation: float) -> str:
+    """Achieved TFLOP/s, with the share of the cards' peak when the peak was known."""
+    text = _num(achieved, "{:.3g}")
+    return text if pd.isna(utilisation) else f"{text} ({utilisation * 100:.2g}% of peak)"
 
 
 # -- rendering -------------------------------------------------------------------------------

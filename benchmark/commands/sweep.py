@@ -36,6 +36,14 @@ MODES = {"train": ("train",), "infer": ("infer",), "both": ("train", "infer")}
 PASSED_ON = ("device", "size", "data", "iters", "warmup", "repeats", "ckpt", "results")
 
 
+def _peaks(text: str) -> dict[str, float]:
+    try:
+        pairs = [item.split("=") for item in text.split(",")]
+        return {name: float(value) for name, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected PRECISION=TFLOPS[,...], got {text!r}") from None
+
+
 def _ints(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -106,6 +114,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int)
     p.add_argument("--repeats", type=int)
     p.add_argument("--ckpt", help="weights for every cell")
+    p.add_argument(
+        "--peak-tflops",
+        type=_peaks,
+        default={},
+        help="one card's peak TFLOP/s per precision, e.g. fp32=19.5,bf16=312 (default: the "
+        "device adapter's datasheet table, where it knows the card)",
+    )
     p.add_argument("--results", default=os.environ.get("RESULTS_DIR") or "results")
     p.add_argument(
         "opts",
@@ -140,6 +155,8 @@ class Cell:
         ]
         argv += ["--compile"] if self.compile else []
         argv += ["--channels-last"] if self.channels_last else []
+        if self.precision in args.peak_tflops:
+            argv += ["--peak-tflops", str(args.peak_tflops[self.precision])]
         for name in PASSED_ON:
             value = getattr(args, name)
             if value is not None:

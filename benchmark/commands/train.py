@@ -14,6 +14,7 @@ import argparse
 import logging
 
 from benchmark.errors import UsageError
+from benchmark.flops import run_flop_fields
 from benchmark.launch import execute
 from benchmark.measure import PausableClock, RepeatedTimers, reduce_across_ranks, summarize
 from benchmark.workload.args import add_run_arguments
@@ -121,6 +122,8 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         data_time_covers=DATA_TIME_COVERS,
         weights=workload.cfg.MODEL.WEIGHT or "random",
     )
+    # counted after the window, on a copy of the model: no count is ever timed
+    fields.update(run_flop_fields(training.trainer.model, workload, fields, args, adapter, index))
     why = probe.mismatch(session.precision, adapter.name)
     if why:  # measured, but not at the precision asked for: the cell fails and says why
         fields.update(status="failed", error=why)

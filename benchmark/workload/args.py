@@ -117,6 +117,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     )
     parser.add_argument("--ckpt", help="weights to load (a checkpoint file or catalog name)")
     parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="one card's peak TFLOP/s at this precision, for flop_utilisation (default: the "
+        "device adapter's datasheet table, where it knows the card)",
+    )
+    parser.add_argument(
         "--results",
         default=os.environ.get("RESULTS_DIR") or "results",
         help="results folder (default $RESULTS_DIR or results)",
@@ -154,6 +160,7 @@ def to_argv(args: argparse.Namespace, options: Iterable[str] = ()) -> list[str]:
         "repeats",
         "sync",
         "ckpt",
+        "peak_tflops",
         "results",
         *options,
         "run_id",

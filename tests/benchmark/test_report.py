@@ -159,15 +159,19 @@ def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, ca
         "cards",
         "fp32 img/s",
         "fp32 eff",
+        "fp32 TFLOP/s",
         "fp32 peak MB",
         "tf32 img/s",
         "tf32 vs fp32",
         "tf32 eff",
+        "tf32 TFLOP/s",
         "tf32 peak MB",
         "fp16 img/s",
         "fp16 vs fp32",
         "fp16 eff",
+        "fp16 TFLOP/s",
         "fp16 peak MB",
+        "GFLOP/img",
         "runs",
     ]
     for cards in (1, 2, 4):
@@ -182,18 +186,22 @@ def test_report_merges_folders_with_speedup_and_efficiency(folders, tmp_path, ca
     # spot-check the arithmetic by hand: 4 cards fp32 median 80 over 4 x 21
     assert row(text, MODEL, "rcnn", A100, "2", w, "4")[6:8] == ["80.0", "95.2%"]
     # the tf32 run at another batch size is its own row, not mixed into batch 2
-    assert row(text, MODEL, "rcnn", A100, "4", w, "1")[6:11] == ["-", "-", "-", "9.0", "-"]
+    tf32 = row(text, MODEL, "rcnn", A100, "4", w, "1")[6:12]
+    assert tf32 == ["-", "-", "-", "-", "9.0", "-"]
 
     # inference: batch sizes in numeric order, latency percentiles from the records
     assert row(text, MODEL, "rcnn", A100, w, "1", "fp32", "1")[7:] == [
         "14.0",
+        "-",  # GFLOP/img and TFLOP/s: these records counted none
+        "-",
         "70.0",
         "75.0",
         "90.0",
         "-",  # peak MB: these records measured none
         "1",
     ]
-    assert row(text, MODEL, "rcnn", A100, w, "1", "fp16", "1")[7:10] == ["25.0", "40.0", "44.0"]
+    fp16 = row(text, MODEL, "rcnn", A100, w, "1", "fp16", "1")
+    assert fp16[7:8] + fp16[10:12] == ["25.0", "40.0", "44.0"]
     assert text.index(f"| {MODEL} | rcnn | {A100} | {w} | 1 | fp32 | 8 |") < text.index(
         f"| {MODEL} | rcnn | {A100} | {w} | 1 | fp32 | 16 |"
     )
@@ -262,7 +270,9 @@ def test_training_table_without_fp32_has_no_speedup_column():
         "cards",
         "bf16 img/s",
         "bf16 eff",
+        "bf16 TFLOP/s",
         "bf16 peak MB",
+        "GFLOP/img",
         "runs",
     ]
     assert table["bf16 eff"].tolist() == ["100.0%", "80.0%"]
@@ -306,7 +316,8 @@ def test_real_cpu_loop_measured_recorded_and_reported(tmp_path, capsys):
     assert w == "-x-, -, weights -, 3 it + 1 warm-up, sync iteration"
     cells = row(out, "tiny", "rcnn", record["device_name"], w, "1", "fp32", "2")
     assert cells[7] == f"{fields['throughput_img_s']:.1f}"
-    assert cells[8] == f"{fields['latency_ms']['p50']:.1f}"
+    assert cells[8:10] == ["-", "-"]  # no FLOP count in this record: GFLOP/img, TFLOP/s
+    assert cells[10] == f"{fields['latency_ms']['p50']:.1f}"
 
 
 def test_verify_records_have_their_own_section(tmp_path, capsys):

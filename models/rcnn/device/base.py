@@ -147,6 +147,18 @@ class DeviceAdapter:
         total = getattr(props, "total_memory", None)
         return total / 2**20 if total else None
 
+    # card-name substring -> dense peak TFLOP/s per precision; empty where no datasheet is known
+    PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = ()
+
+    def peak_tflops(self, index: int, precision: str) -> float | None:
+        """One card's dense peak TFLOP/s at `precision`, from PEAK_TFLOPS by card name (the
+        first entry whose name is in the card's wins); None when the card is not listed."""
+        name = self.card_name(index) or ""
+        for part, peaks in self.PEAK_TFLOPS:
+            if part in name:
+                return peaks.get(precision)
+        return None
+
     def cards(self) -> list[CardInfo]:
         return [
             CardInfo(i, self.card_name(i), self.card_memory_mb(i))

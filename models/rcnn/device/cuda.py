@@ -22,8 +22,23 @@ def _set_tf32(enabled: bool) -> None:
         torch.backends.cudnn.allow_tf32 = enabled
 
 
+_AMPERE_A100 = {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0}
+_HOPPER_SXM = {"fp32": 67.0, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4}
+
+
 class CudaAdapter(DeviceAdapter):
     name = "cuda"
+    # Dense (no sparsity) peaks from NVIDIA's datasheets: A100 Tensor Core GPU (SXM 80GB; its
+    # PCIe and 40GB parts list the same) and H100 / H200 Tensor Core GPU (SXM columns). The
+    # H100's PCIe and the NVL parts have lower peaks: listed first with none, so they stay unknown.
+    PEAK_TFLOPS = (
+        ("H100 PCIe", {}),
+        ("H100 NVL", {}),
+        ("H200 NVL", {}),
+        ("A100", _AMPERE_A100),
+        ("H100", _HOPPER_SXM),
+        ("H200", _HOPPER_SXM),
+    )
     dist_backend = "nccl"
     visible_devices_env = "CUDA_VISIBLE_DEVICES"
     compile_backend = "inductor"

@@ -1,0 +1,151 @@
+"""FLOPs per image and FLOP utilisation: the work a detector does at one input size.
+
+The count runs once per (config, input size, mode, weights) in a process, with
+torch.utils.flop_counter.FlopCounterMode, on a copy of the run's model after the measured
+window (never inside it), on one synthetic MIN x MAX image (the largest the resize yields):
+forward for inference, forward and backward for training. It is kept on disk under the results
+folder (flops/<key>.json) so that later runs of the same workload do not recount. Matrix
+multiplications and convolutions are what FlopCounterMode counts; NMS and ROIAlign add nothing.
+The heads after the RPN work on the proposals and detections the weights give, so the count
+belongs to the weights too (a key part).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from benchmark.impls import Batch, Impl, RcnnImpl, synthetic_batch
+from benchmark.workload.build import Workload
+from rcnn.device import DeviceAdapter
+from rcnn.errors import one_line
+
+_CACHE: dict[str, float] = {}
+
+
+def count_gflops(impl: Impl, batch: Batch, mode: str) -> float:
+    """GFLOPs per image of one forward (infer) or forward + backward (train) of `impl` on
+    `batch`, on the device the batch is on."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    impl.model.train(mode == "train")
+    with FlopCounterMode(display=False) as counter:
+        if mode == "train":
+            sum(impl.losses(batch).values()).backward()
+        else:
+            # no_grad, not inference_mode: torch 2.1's module tracker needs autograd hooks
+            with torch.no_grad():
+                impl.infer(batch)
+    return counter.get_total_flops() / 1e9 / batch.size
+
+
+def try_count_gflops(impl: Impl, batch: Batch, mode: str) -> tuple[float | None, str | None]:
+    """count_gflops, or (None, why) when counting failed (an old torch, an op the counter
+    cannot follow): a run never fails for its FLOP count."""
+    try:
+        return count_gflops(impl, batch, mode), None
+    except Exception as exc:  # noqa: BLE001 - any failure leaves the field null, with the reason
+        return None, f"FLOP count failed ({type(exc).__name__}: {one_line(exc)})"
+
+
+def _key(config_hash: str | None, size: tuple[int, int], mode: str, weights: str) -> str:
+    weights_id = Path(weights).name if weights != "random" else weights
+    return f"{config_hash}-{size[0]}x{size[1]}-{mode}-{weights_id}".replace(os.sep, "_")
+
+
+def gflops_per_image(
+    model: nn.Module,
+    size_divisible: int,
+    num_classes: int,
+    size: tuple[int, int],
+    mode: str,
+    config_hash: str | None,
+    weights: str,
+    results: str | Path | None = None,
+) -> tuple[float | None, str | None]:
+    """try_count_gflops on a copy of `model` and one synthetic image of `size`, cached in this
+    process and under `results`/flops/ when given."""
+    key = _key(config_hash, size, mode, weights)
+    path = Path(results) / "flops" / f"{key}.json" if results is not None else None
+    if key not in _CACHE and path is not None and path.is_file():
+        _CACHE[key] = float(json.loads(path.read_text())["gflops_per_image"])
+    if key in _CACHE:
+        return _CACHE[key], None
+    # a copy: the run's model (DDP-wrapped or not) keeps its gradients and hooks untouched
+    inner = getattr(model, "module", model)
+    try:
+        device = next(inner.parameters()).device
+        impl = RcnnImpl(copy.deepcopy(inner), size_divisible)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot be copied is not counted
+        return None, f"FLOP count failed ({type(exc).__name__}: {one_line(exc)})"
+    batch = synthetic_batch(1, size[0], size[1], num_classes).to(device)
+    value, why = try_count_gflops(impl, batch, mode)
+    if value is None:
+        return None, why
+    _CACHE[key] = value
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False) as tmp:
+            json.dump({"gflops_per_image": value, "size": list(size), "mode": mode}, tmp)
+        os.replace(tmp.name, path)
+    return value, None
+
+
+def flop_fields(
+    gflops: float | None,
+    throughput_img_s: float | None,
+    cards: int,
+    peak_tflops: float | None,
+) -> dict[str, Any]:
+    """The record's FLOP fields; `peak_tflops` is one card's peak at the run's precision and
+    `throughput_img_s` is all cards', so utilisation divides by cards x peak."""
+    achieved = None
+    if gflops is not None and throughput_img_s is not None:
+        achieved = gflops * throughput_img_s / 1000
+    utilisation = None
+    if achieved is not None and peak_tflops:
+        utilisation = achieved / (peak_tflops * cards)
+    return {
+        "gflops_per_image": gflops,
+        "achieved_tflops": achieved,
+        "peak_tflops": peak_tflops,
+        "flop_utilisation": utilisation,
+    }
+
+
+def run_flop_fields(
+    model: nn.Module,
+    workload: Workload,
+    fields: dict[str, Any],
+    args: argparse.Namespace,
+    adapter: DeviceAdapter,
+    index: int | None,
+) -> dict[str, Any]:
+    """The FLOP fields of a measured train or infer run of `workload` whose record `fields`
+    (throughput, weights) are known: call after its window. `notes` says why a field is null."""
+    cfg, known = workload.cfg, workload.record_fields()
+    size = (known["image_min_size"], known["image_max_size"])
+    gflops, why = gflops_per_image(
+        model,
+        cfg.DATALOADER.SIZE_DIVISIBILITY,
+        cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES,
+        size,
+        workload.mode,
+        known["config_hash"],
+        fields["weights"],
+        args.results,
+    )
+    peak = args.peak_tflops or adapter.peak_tflops(index or 0, cfg.MODEL.PRECISION)
+    flops = flop_fields(gflops, fields["throughput_img_s"], workload.cards, peak)
+    notes = [why] if why else []
+    if peak is None:
+        notes.append("flop_utilisation: this card's peak is unknown (give --peak-tflops)")
+    return {**flops, "notes": notes} if notes else flops

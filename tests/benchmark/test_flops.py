@@ -1,0 +1,118 @@
+"""FLOPs per image, achieved TFLOP/s and utilisation: real counts on the quick R-18 config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from benchmark import flops
+from benchmark.__main__ import main
+from benchmark.impls import model_config
+from benchmark.record import read_records, validate
+from benchmark.report import build_report
+from rcnn.device.cuda import CudaAdapter
+from rcnn.modeling.detector import build_detection_model
+
+MODEL = "faster_rcnn_R_18_FPN_quick"
+SIZE = (64, 96)
+
+
+def _count(model, mode: str, results=None) -> tuple[float | None, str | None]:
+    cfg = model_config(MODEL)
+    return flops.gflops_per_image(
+        model,
+        cfg.DATALOADER.SIZE_DIVISIBILITY,
+        cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES,
+        SIZE,
+        mode,
+        "hash",
+        "random",
+        results,
+    )
+
+
+def test_a_count_is_positive_cached_and_training_counts_more(tmp_path, monkeypatch):
+    monkeypatch.setattr(flops, "_CACHE", {})
+    model = build_detection_model(model_config(MODEL))
+    infer, why = _count(model, "infer", tmp_path)
+    assert why is None and infer > 0
+    kept = json.loads((tmp_path / "flops" / "hash-64x96-infer-random.json").read_text())
+    assert kept["gflops_per_image"] == infer
+    # a fresh count of the same model agrees with the one the process and the disk keep
+    impl = flops.RcnnImpl(model, model_config(MODEL).DATALOADER.SIZE_DIVISIBILITY)
+    batch = flops.synthetic_batch(1, *SIZE, model_config(MODEL).MODEL.ROI_BOX_HEAD.NUM_CLASSES)
+    assert flops.count_gflops(impl, batch, "infer") == pytest.approx(infer, rel=1e-9)
+    assert _count(model, "infer", tmp_path) == (infer, None)
+    monkeypatch.setattr(flops, "_CACHE", {})  # a new process reads the disk
+    assert _count(None, "infer", tmp_path) == (infer, None)
+    train, why = _count(model, "train")
+    # backward costs about twice the forward on top of it
+    assert why is None and train > 2 * infer
+    assert not any(p.grad is not None for p in model.parameters())  # a copy was counted
+
+
+def test_a_failed_count_is_null_with_a_reason(monkeypatch):
+    monkeypatch.setattr(flops, "_CACHE", {})
+    value, why = _count(object(), "infer")
+    assert value is None and why.startswith("FLOP count failed (")
+
+
+def test_fields_follow_throughput_cards_and_peak():
+    fields = flops.flop_fields(100.0, 30.0, 2, 19.5)
+    assert fields["achieved_tflops"] == pytest.approx(3.0)
+    assert fields["flop_utilisation"] == pytest.approx(3.0 / 39.0)
+    assert flops.flop_fields(100.0, 30.0, 1, None)["flop_utilisation"] is None
+
+
+@pytest.mark.parametrize(
+    ("card", "peaks"),
+    [
+        ("NVIDIA A100-SXM4-80GB", (19.5, 156, 312, 312)),
+        ("NVIDIA H100 80GB HBM3", (67, 494.7, 989.4, 989.4)),
+        ("NVIDIA H200", (67, 494.7, 989.4, 989.4)),
+        ("NVIDIA H100 PCIe", (None,) * 4),
+        ("Tesla V100-SXM2-16GB", (None,) * 4),
+    ],
+)
+def test_a_known_card_gives_its_datasheet_peak(monkeypatch, card, peaks):
+    adapter = CudaAdapter()
+    monkeypatch.setattr(adapter, "card_name", lambda index: card)
+    got = tuple(adapter.peak_tflops(0, p) for p in ("fp32", "tf32", "fp16", "bf16"))
+    assert got == peaks
+
+
+def test_records_carry_consistent_flop_fields_and_the_report_shows_them(tmp_path):
+    results = tmp_path / "results"
+    tiny = ["--model", MODEL, "--device", "cpu", "--size", "64x96", "--data", "synthetic:2"]
+    common = [*tiny, "--batch", "1", "--warmup", "0", "--results", str(results)]
+    assert main(["infer", *common, "--iters", "1", "--peak-tflops", "2.5"]) == 0
+    assert main(["train", *common, "--iters", "1"]) == 0
+    records, problems = read_records([results])
+    assert problems == [] and len(records) == 2
+    by_mode = {r["mode"]: r for r in records}
+    for r in records:
+        assert validate(r) == []
+        assert r["gflops_per_image"] > 0
+        expected = r["gflops_per_image"] * r["throughput_img_s"] / 1000
+        assert r["achieved_tflops"] == pytest.approx(expected, rel=1e-9)
+    assert by_mode["train"]["gflops_per_image"] > 2 * by_mode["infer"]["gflops_per_image"]
+    infer = by_mode["infer"]
+    assert infer["peak_tflops"] == 2.5
+    assert infer["flop_utilisation"] == pytest.approx(infer["achieved_tflops"] / 2.5)
+    train = by_mode["train"]
+    assert train["peak_tflops"] is None and train["flop_utilisation"] is None
+    assert any("peak is unknown" in n for n in train["notes"])
+    text = build_report(records, tmp_path / "report", sources=[str(results)]).text
+    assert "GFLOP/img" in text and "TFLOP/s" in text
+    assert f"{infer['gflops_per_image']:.3g}" in text
+    assert f"{100 * infer['flop_utilisation']:.2g}%" in text
+
+
+def test_sweep_takes_a_peak_per_precision():
+    from benchmark.commands.sweep import _peaks
+
+    assert _peaks("fp32=19.5,bf16=312") == {"fp32": 19.5, "bf16": 312.0}
+    with pytest.raises(argparse.ArgumentTypeError):
+        _peaks("fast")
