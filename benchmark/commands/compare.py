@@ -8,15 +8,31 @@ impl (images / summed measured time), per-iteration percentiles, and the ratio r
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
 
 import torch
 
-from benchmark.impls import IMPLS, Impl, build_impls, model_config, synthetic_batch
-from benchmark.measure import distribution_ms
+from benchmark.flops import flop_fields, try_count_gflops
+from benchmark.impls import (
+    IMPLS,
+    Batch,
+    Impl,
+    build_impls,
+    impl_config,
+    model_config,
+    synthetic_batch,
+)
+from benchmark.measure import IterationTimer, PausableClock, Window, summarize
+from benchmark.record import check_results_dir, new_record, write_run
 from benchmark.workload.args import SIZE_HELP, format_size, parse_size
-from rcnn.device import resolve
+from benchmark.workload.lookup import config_hash
+from rcnn.device import PRECISIONS, DeviceAdapter, resolve
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,6 +50,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="impl to run (repeat; default: rcnn and torchvision)",
     )
     p.add_argument("--mode", choices=("infer", "train"), default="infer")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mlu, npu, ...")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument(
+        "--results",
+        default=os.environ.get("RESULTS_DIR") or "results",
+        help="results folder for the records, one per impl (default $RESULTS_DIR or results)",
+    )
     p.add_argument("--batch", type=int, default=1, help="images per iteration")
     p.add_argument(
         "--size",
@@ -62,22 +85,108 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _step(impl: Impl, batch, mode: str, optimizer: torch.optim.Optimizer | None) -> None:
+def _step(
+    impl: Impl,
+    batch: Batch,
+    mode: str,
+    optimizer: torch.optim.Optimizer | None,
+    autocast: Callable[[], AbstractContextManager],
+    scaler: torch.amp.GradScaler,
+) -> None:
     if mode == "infer":
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             impl.infer(batch)
         return
-    losses = impl.losses(batch)
-    total = sum(losses.values())
+    with autocast():
+        total = sum(impl.losses(batch).values())
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    optimizer.step()
+    scaler.scale(total).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def _timed(
+    impls: list[Impl],
+    synchronize: Callable[[], None],
+    clock: Callable[[], float],
+    args: argparse.Namespace,
+    step: Callable[[Impl], None],
+) -> dict[str, Window]:
+    """Alternate impls iteration by iteration (A, B, A, B, ...), each with its own
+    IterationTimer on a clock paused while the other impls run: each window holds only its
+    impl's iterations, back to back, synchronized at every boundary."""
+    clocks = {impl.name: PausableClock(clock) for impl in impls}
+    timers = {
+        impl.name: IterationTimer(synchronize, args.warmup, clock=clocks[impl.name])
+        for impl in impls
+    }
+
+    def alone(name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        for other, other_clock in clocks.items():
+            fn = other_clock.excluding(fn) if other != name else fn
+        return fn
+
+    def iteration(impl: Impl) -> None:
+        timer = timers[impl.name]
+        timer.data_end()  # the batch is on the device already: data time is the sync alone
+        step(impl)
+        timer.step_end(args.batch)
+
+    for impl in impls:
+        alone(impl.name, timers[impl.name].start)()
+    for _ in range(args.warmup + args.iters):
+        for impl in impls:
+            alone(impl.name, functools.partial(iteration, impl))()
+    return {name: timer.window() for name, timer in timers.items()}
+
+
+def _records(
+    args: argparse.Namespace,
+    adapter: DeviceAdapter,
+    index: int,
+    impls: list[Impl],
+    batch: Batch,
+    windows: dict[str, Window],
+) -> dict[str, dict]:
+    """One record per impl, written like train's and infer's; returns them by impl."""
+    cfg = impl_config(args.model, not args.different_weights)
+    records = {}
+    for impl in impls:
+        gflops, why = try_count_gflops(impl, batch, args.mode)  # after every timed iteration
+        fields = summarize(windows[impl.name], latency=args.mode == "infer")
+        peak = adapter.peak_tflops(index, args.precision)
+        fields.update(flop_fields(gflops, fields["throughput_img_s"], 1, peak))
+        fields.update(
+            mode=args.mode,
+            model=Path(args.model).stem,
+            impl=impl.name,
+            device_type=adapter.name,
+            precision=args.precision,
+            cards=1,
+            batch_per_card=args.batch,
+            global_batch=args.batch,
+            image_min_size=args.size[0],
+            image_max_size=args.size[1],
+            dataset={"name": "compare-synthetic", "images": args.batch, "fingerprint": None},
+            weights="random, shared" if not args.different_weights else "random, own init",
+            config_hash=config_hash(cfg),
+            seed=args.seed,
+            notes=[why] if why else None,
+        )
+        record = new_record(adapter, index, **fields)
+        write_run(args.results, record, config_text=cfg.dump())
+        records[impl.name] = record
+    return records
 
 
 def run(args: argparse.Namespace) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    adapter, index = resolve("cpu")
+    check_results_dir(args.results)
+    adapter, index = resolve(args.device, args.precision)
+    adapter.set_device(index)
+    adapter.configure_precision(args.precision)
+    device = adapter.torch_device(index)
     impls_requested = args.impls or list(IMPLS)
     height, width = args.size  # landscape: the resize keeps MIN x MAX images as they are
     num_classes = model_config(args.model).MODEL.ROI_BOX_HEAD.NUM_CLASSES
@@ -90,35 +199,39 @@ def run(args: argparse.Namespace) -> int:
         same_weights=not args.different_weights,
         seed=args.seed,
     )
+    batch = batch.to(device)
 
     optimizers = {}
     for impl in impls:
-        impl.model.train(args.mode == "train")
+        impl.model.to(device).train(args.mode == "train")
         if args.mode == "train":
             params = [p for p in impl.model.parameters() if p.requires_grad]
             # A tiny lr keeps random weights stable; the work per step is the same.
             optimizers[impl.name] = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
+    scaler = adapter.grad_scaler(args.precision)
+
+    def step(impl: Impl) -> None:
+        autocast = functools.partial(adapter.autocast, args.precision)
+        _step(impl, batch, args.mode, optimizers.get(impl.name), autocast, scaler)
 
     clock = time.perf_counter if args.clock == "wall" else time.process_time
-    times: dict[str, list[float]] = {impl.name: [] for impl in impls}
-    for i in range(args.warmup + args.iters):
-        for impl in impls:
-            adapter.synchronize(index)
-            start = clock()
-            _step(impl, batch, args.mode, optimizers.get(impl.name))
-            adapter.synchronize(index)
-            if i >= args.warmup:
-                times[impl.name].append(clock() - start)
+    windows = _timed(impls, lambda: adapter.synchronize(index), clock, args, step)
+    records = _records(args, adapter, index, impls, batch, windows)
 
     results = {
-        name: {"images_per_s": args.batch * len(t) / sum(t), "step_time_ms": distribution_ms(t)}
-        for name, t in times.items()
+        name: {
+            "images_per_s": r["throughput_img_s"],
+            "step_time_ms": r["step_time_ms"],
+            "run_id": r["run_id"],
+        }
+        for name, r in records.items()
     }
     ratio = None
     if {"rcnn", "torchvision"} <= set(results):
         ratio = results["rcnn"]["images_per_s"] / results["torchvision"]["images_per_s"]
     setup = (
-        f"{args.model} {args.mode} batch {args.batch} {format_size(args.size)} fp32 cpu, "
+        f"{args.model} {args.mode} batch {args.batch} {format_size(args.size)} "
+        f"{args.precision} {adapter.name}, "
         f"{torch.get_num_threads()} threads, {args.iters} iters after {args.warmup} warm-up, "
         f"{args.clock} clock"
     )
@@ -135,4 +248,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<12} {r['images_per_s']:8.3f} img/s   p50 {p50:9.1f} ms")
     if ratio is not None:
         print(f"  ratio rcnn/torchvision (images/s): {ratio:.3f}")
+    print(f"  records in {args.results}: {', '.join(r['run_id'] for r in records.values())}")
     return 0

@@ -7,13 +7,15 @@ import json
 import pytest
 
 from benchmark.__main__ import main
+from benchmark.record import read_records, validate
+from benchmark.report import build_report
 
 MODEL = "e2e_faster_rcnn_R_50_FPN_1x"  # a body torchvision has a peer for
 SMALL = ["--model", MODEL, "--size", "64x96", "--iters", "2", "--warmup", "0", "--threads", "1"]
 
 
-def test_compare_runs_both_impls_on_the_same_inputs(capsys):
-    assert main(["compare", *SMALL, "--json"]) == 0
+def test_compare_runs_both_impls_on_the_same_inputs(capsys, tmp_path):
+    assert main(["compare", *SMALL, "--json", "--results", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["setup"].startswith(f"{MODEL} infer batch 1 64x96 fp32 cpu, 1 threads, 2 iters")
     results = out["results"]
@@ -40,3 +42,41 @@ def test_size_is_min_by_max(capsys):
         main(["compare", "--size", "96x64"])
     assert info.value.code == 2
     assert "size needs 32 <= MIN <= MAX, got '96x64'" in capsys.readouterr().err
+
+
+def test_compare_writes_one_record_per_impl_that_the_report_keeps_apart(capsys, tmp_path):
+    argv = ["compare", *SMALL, "--device", "cpu", "--mode", "train", "--json"]
+    assert main([*argv, "--results", str(tmp_path)]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    records, problems = read_records([tmp_path])
+    assert problems == [] and len(records) == 2
+    by_impl = {r["impl"]: r for r in records}
+    assert set(by_impl) == {"rcnn", "torchvision"}
+    for name, r in by_impl.items():
+        assert validate(r) == []
+        assert (r["mode"], r["device_type"], r["precision"], r["model"]) == (
+            "train",
+            "cpu",
+            "fp32",
+            MODEL,
+        )
+        assert (r["image_min_size"], r["image_max_size"], r["measured_iters"]) == (64, 96, 2)
+        assert r["run_id"] == results[name]["run_id"]
+        assert r["throughput_img_s"] == results[name]["images_per_s"]
+        # the timer's own numbers: 2 back-to-back steps of one image each
+        assert r["throughput_img_s"] == pytest.approx(1000 / r["step_time_ms"]["mean"], rel=1e-6)
+        assert r["gflops_per_image"] > 0
+        expected = r["gflops_per_image"] * r["throughput_img_s"] / 1000
+        assert r["achieved_tflops"] == pytest.approx(expected)
+    text = build_report(records, tmp_path / "report", sources=[str(tmp_path)]).text
+    rows = [line for line in text.splitlines() if line.startswith(f"| {MODEL} |")]
+    assert sorted(line.split(" | ")[1] for line in rows) == ["rcnn", "torchvision"]
+
+
+def test_compare_runs_in_bf16_on_cpu(capsys, tmp_path):
+    argv = ["compare", *SMALL, "--impl", "torchvision", "--precision", "bf16", "--json"]
+    assert main([*argv, "--results", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert " bf16 " in out["setup"]
+    (record,), _ = read_records([tmp_path])
+    assert (record["impl"], record["precision"], record["status"]) == ("torchvision", "bf16", "ok")
