@@ -104,12 +104,14 @@ def training_cells(df: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     keys = [*ROW, "cards", "precision"]
     ok = ok.assign(**{c: pd.to_numeric(ok.get(c), errors="coerce") for c in OPTIONAL_NUMBERS})
+    ok = ok.assign(peak_mem_kind=ok.get("peak_mem_kind"))
     cells = (
         ok.groupby(keys)
         .agg(
             throughput=("throughput_img_s", "median"),
             runs=("throughput_img_s", "count"),
             peak_mb=("peak_mem_mb", "median"),
+            mem_kind=("peak_mem_kind", _kinds),
             gflops=("gflops_per_image", "median"),
             tflops=("achieved_tflops", "median"),
             utilisation=("flop_utilisation", "median"),
@@ -142,7 +144,10 @@ def training_table(df: pd.DataFrame) -> pd.DataFrame:
         table[f"{p} TFLOP/s"] = [
             _tflops(t, u) for t, u in zip(wide["tflops"][p], wide["utilisation"][p], strict=True)
         ]
-        table[f"{p} peak MB"] = wide["peak_mb"][p].map(lambda v: _num(v, "{:.0f}"))
+        table[f"{p} peak MB"] = [
+            _memory(v, k, "{:.0f}")
+            for v, k in zip(wide["peak_mb"][p], wide["mem_kind"][p], strict=True)
+        ]
     # the count is the same at every precision: one column per row
     table["GFLOP/img"] = wide["gflops"].median(axis=1).map(lambda v: _num(v, "{:.3g}"))
     table["runs"] = wide["runs"].sum(axis=1).astype(int)
@@ -163,16 +168,25 @@ def inference_table(df: pd.DataFrame) -> pd.DataFrame:
     present = [m for m in metrics if m in ok]
     table = ok.groupby(keys)[[*present, "flop_utilisation"]].median()
     table["runs"] = ok.groupby(keys).size()
+    table["mem_kind"] = (
+        ok.assign(peak_mem_kind=ok.get("peak_mem_kind")).groupby(keys)["peak_mem_kind"].agg(_kinds)
+    )
     table = _order(table.reset_index(), keys)
+    table["peak_mem_mb"] = [
+        _memory(v, k, "{:.1f}")
+        for v, k in zip(table["peak_mem_mb"], table["mem_kind"], strict=True)
+    ]
     table["achieved_tflops"] = [
         _tflops(t, u)
         for t, u in zip(table["achieved_tflops"], table["flop_utilisation"], strict=True)
     ]
     for m in present:
-        if m != "achieved_tflops":
+        if m not in ("achieved_tflops", "peak_mem_mb"):
             fmt = "{:.3g}" if m == "gflops_per_image" else "{:.1f}"
             table[m] = [_num(v, fmt) for v in table[m]]
-    return table.drop(columns="flop_utilisation").rename(columns={**metrics, **LABELS})
+    return table.drop(columns=["flop_utilisation", "mem_kind"]).rename(
+        columns={**metrics, **LABELS}
+    )
 
 
 def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -265,6 +279,17 @@ def env_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def _num(value: float, fmt: str) -> str:
     return "-" if pd.isna(value) else fmt.format(value)
+
+
+def _kinds(values: pd.Series) -> str:
+    """The kinds of memory a cell's records measured (one, unless records disagree)."""
+    return "/".join(sorted({v for v in values if isinstance(v, str)}))
+
+
+def _memory(mb: float, kind: object, fmt: str) -> str:
+    """Peak MB with the kind of memory measured (process_rss, allocated_tensors, ...)."""
+    text = _num(mb, fmt)
+    return f"{text} ({kind})" if text != "-" and isinstance(kind, str) and kind else text
 
 
 def _tflops(achieved: float, utilisation: float) -> str:

@@ -11,7 +11,7 @@ import pytest
 
 from benchmark.commands import report as report_cmd
 from benchmark.record import RECORDS_FILE, new_record, write_run
-from benchmark.report import frame, training_table
+from benchmark.report import frame, inference_table, training_table
 
 A100 = "NVIDIA A100-SXM4-80GB"
 MODEL = "e2e_mask_rcnn_R_50_FPN_1x"
@@ -291,6 +291,17 @@ def test_records_differing_only_in_image_size_are_two_cells():
     assert by_size == {"320x320": "5.0", "800x1333": "1.0"}
     assert table["runs"].tolist() == [2, 1]
     assert table["fp32 peak MB"].tolist() == ["120", "-"]
+
+
+def test_peak_memory_cells_say_what_kind_of_memory_they_measured():
+    train = [
+        rec("h", image_min_size=s, peak_mem_mb=m, peak_mem_kind=k)
+        for s, m, k in ((320, 90.0, "process_rss"), (800, 2048.0, "allocated_tensors"))
+    ]
+    table = training_table(frame(train))
+    assert table["fp32 peak MB"].tolist() == ["90 (process_rss)", "2048 (allocated_tensors)"]
+    infer = rec("h", mode="infer", peak_mem_mb=512.25, peak_mem_kind="driver_allocated_now")
+    assert inference_table(frame([infer]))["peak MB"].tolist() == ["512.2 (driver_allocated_now)"]
 
 
 def test_real_cpu_loop_measured_recorded_and_reported(tmp_path, capsys):
