@@ -1,8 +1,10 @@
 """`python -m benchmark compare`: our detector vs its torchvision peer on the same inputs.
 
 Both impls get the same tensors at the same size; iterations alternate between impls (A, B, A,
-B, ...) so that load from other processes on a shared host hits both alike. Prints images/s per
-impl (images / summed measured time), per-iteration percentiles, and the ratio rcnn/torchvision.
+B, ...) so that load from other processes on a shared host hits both alike. Each impl has its
+own IterationTimer (benchmark.measure) on a clock paused while the other impl runs. Prints
+images/s per impl, per-iteration percentiles and the ratio rcnn/torchvision, and writes one
+record per impl (`impl`, device, precision, FLOP fields) to --results, as train and infer do.
 """
 
 from __future__ import annotations
