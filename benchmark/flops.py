@@ -37,7 +37,8 @@ def count_gflops(impl: Impl, batch: Batch, mode: str) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
     impl.model.train(mode == "train")
-    with FlopCounterMode(display=False) as counter:
+    counter = FlopCounterMode(display=False)
+    with counter:  # not `as`: nothing depends on what __enter__ returns in a given torch
         if mode == "train":
             sum(impl.losses(batch).values()).backward()
         else:
