@@ -110,9 +110,15 @@ def test_records_carry_consistent_flop_fields_and_the_report_shows_them(tmp_path
     assert f"{100 * infer['flop_utilisation']:.2g}%" in text
 
 
-def test_sweep_takes_a_peak_per_precision():
-    from benchmark.commands.sweep import _peaks
+def test_sweep_gives_each_cell_the_peak_of_its_precision():
+    from benchmark.commands import sweep
 
-    assert _peaks("fp32=19.5,bf16=312") == {"fp32": 19.5, "bf16": 312.0}
+    parser = argparse.ArgumentParser()
+    sweep.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["sweep", "--model", MODEL, "--peak-tflops", "fp32=19.5,bf16=312"])
+    assert args.peak_tflops == {"fp32": 19.5, "bf16": 312.0}
+    argv = sweep.Cell("infer", "bf16", 1, 1, "r").argv(args)
+    assert argv[argv.index("--peak-tflops") + 1] == "312.0"
+    assert "--peak-tflops" not in sweep.Cell("infer", "fp16", 1, 1, "r").argv(args)
     with pytest.raises(argparse.ArgumentTypeError):
-        _peaks("fast")
+        sweep._peaks("fast")
