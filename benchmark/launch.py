@@ -68,13 +68,11 @@ def torchrun_command(
     return [*cmd, "-m", "benchmark", verb, *argv, "--worker"]
 
 
-def worker_env(cards: int, visible_devices_env: str | None) -> dict[str, str]:
+def worker_env(cards: int) -> dict[str, str]:
     """The workers' environment: ours (visible devices included), threads split over cards."""
     env = dict(os.environ)
     # torchrun would pin every worker to one thread; a CPU "card" gets its share of the cores
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cards)))
-    if visible_devices_env and visible_devices_env in os.environ:
-        env[visible_devices_env] = os.environ[visible_devices_env]
     return env
 
 
@@ -114,7 +112,8 @@ def warn_if_busy() -> None:
         )
 
 
-def _exit_code(status: str, exc: BaseException) -> int:
+def exit_code(status: str, exc: BaseException) -> int:
+    """The process exit status of a run that ended in `status` through `exc`."""
     if isinstance(exc, USER_ERRORS):
         return EXIT["user"]
     return EXIT.get(status, EXIT["failed"])
@@ -170,7 +169,7 @@ def execute(
         fields.update(workload.record_fields())
         if world > 1 and not args.worker:
             args.cards = cards
-            return _launch(verb, args, options, adapter.visible_devices_env, fields)
+            return _launch(verb, args, options, fields)
         if args.worker and comm.launched_by_torchrun():
             expected = int(os.environ["WORLD_SIZE"])
             if expected != world:
@@ -193,7 +192,7 @@ def execute(
                 print(f"error: {why}", file=sys.stderr)
         else:
             print(f"error (rank {_rank()}): {message}", file=sys.stderr)
-        return EXIT["interrupted"] if status == "interrupted" else _exit_code(status, exc)
+        return EXIT["interrupted"] if status == "interrupted" else exit_code(status, exc)
     if measured is None:  # not rank 0: rank 0 writes the record
         return 0
     record = {**fields, **measured}
@@ -212,7 +211,6 @@ def _launch(
     verb: str,
     args: argparse.Namespace,
     options: tuple[str, ...],
-    visible_devices_env: str | None,
     fields: dict,
 ) -> int:
     cmd = torchrun_command(
@@ -230,7 +228,7 @@ def _launch(
     workers_log = run_dir / "workers.log"
     proc = subprocess.Popen(
         cmd,
-        env=worker_env(args.cards, visible_devices_env),
+        env=worker_env(args.cards),
         stderr=subprocess.PIPE,
         text=True,
         errors="replace",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+import pytest
+
 from benchmark.__main__ import build_parser
 from benchmark.commands import train
-from benchmark.launch import summary_line, torchrun_command, worker_env
+from benchmark.errors import UsageError
+from benchmark.launch import exit_code, summary_line, torchrun_command, worker_env
 from benchmark.workload.args import command_line, to_argv
 
 
@@ -54,11 +57,26 @@ def test_worker_env_passes_visible_devices_and_splits_threads(monkeypatch):
     monkeypatch.setenv("MLU_VISIBLE_DEVICES", "2,3")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 8)
-    env = worker_env(4, "MLU_VISIBLE_DEVICES")
+    env = worker_env(4)
     assert env["MLU_VISIBLE_DEVICES"] == "2,3"
     assert env["OMP_NUM_THREADS"] == "2"
+    assert worker_env(16)["OMP_NUM_THREADS"] == "1"  # never zero threads
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert worker_env(4, None)["OMP_NUM_THREADS"] == "3"  # the user's choice stands
+    assert worker_env(4)["OMP_NUM_THREADS"] == "3"  # the user's choice stands
+
+
+@pytest.mark.parametrize(
+    ("status", "exc", "code"),
+    [
+        ("failed", UsageError("bad --size"), 2),
+        ("failed", RuntimeError("boom"), 1),
+        ("nan", RuntimeError("loss is nan"), 3),
+        ("oom", RuntimeError("out of memory"), 4),
+        ("weird", RuntimeError("?"), 1),
+    ],
+)
+def test_exit_code_says_how_a_run_ended(status, exc, code):
+    assert exit_code(status, exc) == code
 
 
 def test_worker_arguments_rebuild_the_same_run():
