@@ -12,6 +12,7 @@ import sys
 
 from benchmark.errors import USER_ERRORS
 from rcnn.errors import one_line, unexpected_message
+from rcnn.utils.signals import stop_signals_interrupt
 
 VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "verify", "compare", "report")
 
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     """The harness's error boundary: every ending is one line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with stop_signals_interrupt():
+            return args.func(args)
     except USER_ERRORS as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2

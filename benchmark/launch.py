@@ -32,6 +32,7 @@ from rcnn.device import resolve
 from rcnn.errors import one_line, unexpected_message
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
+from rcnn.utils.signals import StopSignal
 
 EXIT = {"failed": 1, "user": 2, "nan": 3, "oom": 4, "interrupted": 130}
 
@@ -237,8 +238,10 @@ def _launch(
     with open(workers_log, "a", encoding="utf-8") as kept:
         try:
             _split_worker_stderr(proc.stderr, kept)
-        except KeyboardInterrupt:  # torchrun got the same Ctrl-C: let it stop its workers
+        except KeyboardInterrupt as err:  # a terminal's Ctrl-C reached torchrun too
             interrupted = True
+            if isinstance(err, StopSignal):  # a SIGTERM did not: pass it on
+                proc.send_signal(err.signum)
             _split_worker_stderr(proc.stderr, kept)
         code = proc.wait()
     if args.node_rank != 0 or complete_run(args.results, args.run_id):

@@ -243,7 +243,7 @@ def test_report_reads_a_run_missing_from_records_jsonl(tmp_path) -> None:
 
 
 # ---- real processes: Ctrl-C and a killed rank ------------------------------------------------
-def _bench(args: list[str], results: Path) -> subprocess.Popen:
+def _bench(args: list[str], results: Path, **popen) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "RESULTS_DIR"}
     return subprocess.Popen(
         [sys.executable, "-m", "benchmark", *args, "--results", str(results)],
@@ -252,18 +252,31 @@ def _bench(args: list[str], results: Path) -> subprocess.Popen:
         text=True,
         cwd=ROOT,
         env={**env, "OMP_NUM_THREADS": "1"},
+        **popen,
     )
 
 
-def test_ctrl_c_leaves_one_interrupted_record(tmp_path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_leaves_one_interrupted_record(sig, tmp_path) -> None:
+    """Ctrl-C or SIGTERM (torchrun, Slurm, docker stop), even in a process started with SIGINT
+    ignored as background jobs are, ends in one line and an `interrupted` record."""
     results = tmp_path / "results"
-    proc = _bench(["infer", *TINY, "--iters", "100000", "--warmup", "0"], results)
-    while not any(results.rglob("*.jpg")):  # the run has started making its synthetic data
-        assert proc.poll() is None, proc.communicate()[1][-2000:]
-        time.sleep(0.2)
-    time.sleep(2)  # inside the run: data, model or measurement
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    args = ["infer", *TINY, "--iters", "100000", "--warmup", "0"]
+    proc = _bench(args, results, preexec_fn=_ignore_sigint)
+    try:
+        while not any(results.rglob("*.jpg")):  # the run has started making its synthetic data
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        time.sleep(2)  # inside the run: data, model or measurement
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
     assert proc.returncode == 130, err[-2000:]
     _one_line(err, "error: interrupted")
     records, problems = read_records([results])
@@ -305,3 +318,27 @@ def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
     records, problems = read_records([results])
     assert problems == [] and len(records) == 1 and records[0]["status"] == "failed"
     assert (results / "runs" / records[0]["run_id"] / "workers.log").is_file()
+
+
+def test_sigterm_to_a_two_card_run_stops_its_workers(tmp_path) -> None:
+    """SIGTERM reaches the parent only (Ctrl-C reaches the whole process group): the parent
+    passes it to torchrun, whose workers record the run as interrupted and exit."""
+    results = tmp_path / "results"
+    args = ["infer", *TINY, "--cards", "2", "--iters", "100000", "--warmup", "0"]
+    proc = _bench(args, results)
+    try:
+        deadline = time.monotonic() + 300
+        while _worker_pid(results, 0) is None or _worker_pid(results, 1) is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            time.sleep(0.2)
+        time.sleep(3)  # the workers are inside the run
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "interrupted" in err, err[-3000:]
+    assert _worker_pid(results, 0) is None and _worker_pid(results, 1) is None
+    records, problems = read_records([results])
+    assert problems == [] and [r["status"] for r in records] == ["interrupted"]

@@ -126,9 +126,17 @@ def test_malicious_checkpoint_is_refused_and_never_runs(
     assert not (tmp_path / "pwned-by-checkpoint").exists()
 
 
-def test_ctrl_c_keeps_the_iterations_done(dataset_dir, overrides, tmp_path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_keeps_the_iterations_done(sig, dataset_dir, overrides, tmp_path) -> None:
+    """Ctrl-C, or torchrun's / Slurm's SIGTERM, saves the iterations done. The child starts with
+    SIGINT ignored, as a background job or a CI runner starts it: the tool must still stop."""
     out = tmp_path / "out"
-    args = _tool_args(out, overrides, **{"SOLVER.MAX_ITER": 500, "SOLVER.CHECKPOINT_PERIOD": 1})
+    # no periodic checkpoint: the one the signal saves is the only one
+    args = _tool_args(out, overrides, **{"SOLVER.MAX_ITER": 500, "SOLVER.CHECKPOINT_PERIOD": 0})
     env = {**os.environ, "DATASET_DIR": str(dataset_dir), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, str(TOOLS / "train_net.py"), "--skip-test", *args],
@@ -137,18 +145,25 @@ def test_ctrl_c_keeps_the_iterations_done(dataset_dir, overrides, tmp_path) -> N
         text=True,
         env=env,
         cwd=ROOT,
+        preexec_fn=_ignore_sigint,
     )
-    while not (out / "last_checkpoint").exists():  # training has made a step
-        assert proc.poll() is None, proc.stderr.read()
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    log = out / "log.txt"
+    try:  # a child that ignored the signal would train on: kill it whatever happens
+        while not (log.exists() and " iter: " in log.read_text()):  # 20 steps are done
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, stderr[-2000:]
     line = _one_line(stderr, "interrupted (Ctrl-C): at iteration ", "run again to resume")
     name = line.split("saved ")[1].split(",")[0]
     assert (out / "last_checkpoint").read_text() == name
     iteration = int(name[len("model_") : -len(".pth")])
-    assert iteration >= 1 and read_torch_file(out / name)["iteration"] == iteration
+    assert iteration >= 20 and read_torch_file(out / name)["iteration"] == iteration
+    assert [p.name for p in out.glob("model_*.pth")] == [name]
 
 
 def test_unexpected_error_is_one_line_and_a_traceback_file(capsys) -> None:

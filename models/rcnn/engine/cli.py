@@ -13,6 +13,7 @@ from rcnn.config import ConfigError, DatasetCatalogError, load_config
 from rcnn.errors import USER_ERRORS, one_line, unexpected_message
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
+from rcnn.utils.signals import stop_signals_interrupt
 
 from .run import build_model, evaluate, start_session, train
 from .trainer import NonFiniteLossError
@@ -43,7 +44,8 @@ def _setup(args: argparse.Namespace):
 def _guard(body, tool: str) -> int:
     """The tools' error boundary: one line on stderr, never a traceback on the console."""
     try:
-        return body()
+        with stop_signals_interrupt():
+            return body()
     except USER_ERRORS as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
