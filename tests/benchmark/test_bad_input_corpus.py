@@ -302,15 +302,19 @@ def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
     results = tmp_path / "results"
     args = ["train", *TINY, "--cards", "2", "--batch", "1", "--iters", "100000", "--warmup", "0"]
     proc = _bench(args, results)
-    deadline = time.monotonic() + 300
-    victim = None
-    while victim is None:
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-2000:]
-        victim = _worker_pid(results, 1)
-        time.sleep(0.2)
-    time.sleep(3)  # the workers are inside the run
-    os.kill(victim, signal.SIGKILL)
-    _, err = proc.communicate(timeout=300)
+    try:
+        deadline = time.monotonic() + 300
+        victim = None
+        while victim is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+            victim = _worker_pid(results, 1)
+            time.sleep(0.2)
+        time.sleep(3)  # the workers are inside the run
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=300)
+    finally:  # a 100000-iteration run must not outlive a failed test
+        proc.kill()
+        proc.wait()
     assert proc.returncode != 0
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines and all(line.startswith("error") for line in lines), err[-3000:]
