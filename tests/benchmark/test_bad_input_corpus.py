@@ -9,6 +9,7 @@ are real processes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -252,8 +253,16 @@ def _bench(args: list[str], results: Path, **popen) -> subprocess.Popen:
         text=True,
         cwd=ROOT,
         env={**env, "OMP_NUM_THREADS": "1"},
+        start_new_session=True,  # its own process group, so _kill_all reaches torchrun's workers
         **popen,
     )
+
+
+def _kill_all(proc: subprocess.Popen) -> None:
+    """A run must not outlive its test, whatever the test saw."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _ignore_sigint() -> None:
@@ -275,13 +284,14 @@ def test_stop_signal_leaves_one_interrupted_record(sig, tmp_path) -> None:
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)
     finally:
-        proc.kill()
-        proc.wait()
+        _kill_all(proc)
     assert proc.returncode == 130, err[-2000:]
     _one_line(err, "error: interrupted")
     records, problems = read_records([results])
     assert problems == [] and [r["status"] for r in records] == ["interrupted"]
-    assert records[0]["error"].startswith("KeyboardInterrupt")
+    assert records[0]["error"].startswith(
+        ("KeyboardInterrupt", "StopSignal: interrupted by SIGTERM")
+    )
 
 
 def _worker_pid(results: Path, rank: int) -> int | None:
@@ -312,9 +322,8 @@ def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
         time.sleep(3)  # the workers are inside the run
         os.kill(victim, signal.SIGKILL)
         _, err = proc.communicate(timeout=300)
-    finally:  # a 100000-iteration run must not outlive a failed test
-        proc.kill()
-        proc.wait()
+    finally:
+        _kill_all(proc)
     assert proc.returncode != 0
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines and all(line.startswith("error") for line in lines), err[-3000:]
@@ -339,8 +348,7 @@ def test_sigterm_to_a_two_card_run_stops_its_workers(tmp_path) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
-        proc.kill()
-        proc.wait()
+        _kill_all(proc)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "interrupted" in err, err[-3000:]
     assert _worker_pid(results, 0) is None and _worker_pid(results, 1) is None
