@@ -446,3 +446,24 @@ def build_report(
     text = "\n".join([header, *main, plots_md, *rest])
     atomic_write_text(out / "REPORT.md", text)
     return Report(text=text, summary="\n".join(main), plots=[*scaling, *latency])
+
+
+README_BEGIN = "<!-- benchmark report --readme: begin -->"
+README_END = "<!-- benchmark report --readme: end -->"
+
+
+def splice_into_readme(path: str | Path, summary: str, sources: list[str]) -> None:
+    """Replace the block between README_BEGIN and README_END in `path` with the report's main
+    tables (their headings one level down), so the README shows a report, never hand copies."""
+    readme = Path(path)
+    text = readme.read_text(encoding="utf-8")
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise ValueError(f"{readme}: no '{README_BEGIN}' ... '{README_END}' block to replace")
+    tables = re.sub(r"^## ", "#### ", summary, flags=re.MULTILINE)
+    block = (
+        f"{README_BEGIN}\n"
+        f"<!-- made by `python -m benchmark report --results {' '.join(sources)} --readme "
+        f"{readme.name}`; edit the records, not this block -->\n\n{tables.strip()}\n\n"
+    )
+    atomic_write_text(readme, text[:begin] + block + text[end:])

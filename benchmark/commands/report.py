@@ -6,8 +6,9 @@ import argparse
 import os
 import sys
 
+from benchmark.errors import UsageError
 from benchmark.record import check_writable_dir, read_records
-from benchmark.report import build_report
+from benchmark.report import build_report, splice_into_readme
 
 
 def _default_results() -> str:
@@ -28,6 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="where REPORT.md and plots/ go (default: $RESULTS_DIR or results)",
     )
+    p.add_argument(
+        "--readme",
+        metavar="FILE",
+        help="also put the main tables into FILE, between its '<!-- benchmark report --readme: "
+        "begin -->' and '... end -->' lines (how README.md's quickstart tables are made)",
+    )
     p.set_defaults(func=run)
 
 
@@ -44,4 +51,10 @@ def run(args: argparse.Namespace) -> int:
     report = build_report(records, out, sources=[str(s) for s in sources], refused=refused)
     print(report.summary)
     print(f"wrote {os.path.join(out, 'REPORT.md')} and {len(report.plots)} plots", file=sys.stderr)
+    if args.readme:
+        try:
+            splice_into_readme(args.readme, report.summary, [str(s) for s in sources])
+        except (OSError, ValueError) as err:
+            raise UsageError(f"--readme {err}") from None
+        print(f"updated the report block of {args.readme}", file=sys.stderr)
     return 0

@@ -10,8 +10,9 @@ import statistics
 import pytest
 
 from benchmark.commands import report as report_cmd
+from benchmark.errors import UsageError
 from benchmark.record import RECORDS_FILE, new_record, write_run
-from benchmark.report import frame, inference_table, training_table
+from benchmark.report import README_BEGIN, README_END, frame, inference_table, training_table
 
 A100 = "NVIDIA A100-SXM4-80GB"
 MODEL = "e2e_mask_rcnn_R_50_FPN_1x"
@@ -116,10 +117,11 @@ def folders(tmp_path):
     return a, b
 
 
-def run_report(results, out, capsys):
+def run_report(results, out, capsys, extra=()):
     parser = argparse.ArgumentParser()
     report_cmd.add_parser(parser.add_subparsers())
     argv = ["report", *[x for r in results for x in ("--results", str(r))], "--out", str(out)]
+    argv += list(extra)
     args = parser.parse_args(argv)
     code = args.func(args)
     captured = capsys.readouterr()
@@ -349,3 +351,30 @@ def test_verify_records_have_their_own_section(tmp_path, capsys):
     assert "| box_match 0.61 < 0.7 |" not in section  # the reason is in the failed-runs table
     assert "disagrees with the CPU: box_match 0.61 < 0.7" in text
     assert "No ok training records." in text  # a verify record is not a training cell
+
+
+def test_readme_block_is_replaced_by_the_reports_tables(folders, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# top\n\nprose\n\n{README_BEGIN}\nold table\n{README_END}\n\ntail\n")
+    argv = ["--readme", str(readme)]
+    code, out, err = run_report(folders, tmp_path / "out", capsys, extra=argv)
+    assert code == 0, err
+    text = readme.read_text()
+    assert text.startswith("# top\n\nprose\n\n" + README_BEGIN) and text.endswith(
+        README_END + "\n\ntail\n"
+    )
+    assert "old table" not in text and "#### Training throughput" in text
+    report = (tmp_path / "out" / "REPORT.md").read_text()
+    w = frame([rec("any")])["workload"][0]
+    assert row(text, MODEL, "rcnn", A100, "2", w, "4") == row(
+        report, MODEL, "rcnn", A100, "2", w, "4"
+    )
+    # run again: the block is replaced, not appended
+    assert run_report(folders, tmp_path / "out", capsys, extra=argv)[0] == 0
+    assert readme.read_text() == text
+    # a README without the block is a one-line usage error, untouched
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no block\n")
+    with pytest.raises(UsageError, match="no '<!-- benchmark report --readme: begin -->'"):
+        run_report(folders, tmp_path / "out", capsys, extra=["--readme", str(plain)])
+    assert plain.read_text() == "no block\n"
