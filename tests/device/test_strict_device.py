@@ -104,7 +104,8 @@ def test_ddp_on_the_card_reduces_gradients_through_the_host(tmp_path):
     env = strict_env()
     env["PYTHONPATH"] = f"{ROOT / 'models'}:{env['PYTHONPATH']}"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script)],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+        + [str(script)],
         capture_output=True,
         text=True,
         env=env,

@@ -25,8 +25,7 @@ def run_driver(
             "torch.distributed.run",
             "--nproc_per_node",
             str(nproc),
-            "--master_port",
-            str(29500 + os.getpid() % 1000),
+            "--standalone",  # a free port: a port left busy by another run cannot collide
         ]
     cmd = [*head, str(DRIVER), "--data", str(tiny_set), "--losses", str(losses), *extra, *opts]
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
