@@ -35,6 +35,7 @@ from benchmark.record import check_results_dir, new_record, write_run
 from benchmark.workload.args import SIZE_HELP, format_size, parse_size
 from benchmark.workload.lookup import config_hash
 from rcnn.device import PRECISIONS, DeviceAdapter, resolve
+from rcnn.utils.env import host_threads
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -182,8 +183,11 @@ def _records(
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    with host_threads(max(args.threads, 0)):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     check_results_dir(args.results)
     adapter, index = resolve(args.device, args.precision)
     adapter.set_device(index)

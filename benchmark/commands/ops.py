@@ -20,6 +20,7 @@ from benchmark.errors import UsageError
 from benchmark.measure import IterationTimer
 from rcnn.device import resolve
 from rcnn.layers import dispatch, native
+from rcnn.utils.env import host_threads
 
 IMAGE_H, IMAGE_W = 800, 1333  # maskrcnn-benchmark's test size
 FPN_SCALES = (1 / 4, 1 / 8, 1 / 16, 1 / 32)  # P2-P5
@@ -213,10 +214,13 @@ def _format_ms(ms: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.warmup < 0:
         raise UsageError("--repeats must be >= 1 and --warmup >= 0")
+    with host_threads(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     adapter, index = resolve(args.device)
     device = adapter.torch_device(index)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     print(
         f"device: {device} ({adapter.card_name(index)}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} host threads"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from benchmark.__main__ import main
 from benchmark.record import read_records, validate
@@ -15,7 +16,14 @@ SMALL = ["--model", MODEL, "--size", "64x96", "--iters", "2", "--warmup", "0", "
 
 
 def test_compare_runs_both_impls_on_the_same_inputs(capsys, tmp_path):
-    assert main(["compare", *SMALL, "--json", "--results", str(tmp_path)]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["compare", *SMALL, "--json", "--results", str(tmp_path)]) == 0
+        # --threads 1 held for the run only: every test after this one got 1 thread before
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     out = json.loads(capsys.readouterr().out)
     assert out["setup"].startswith(f"{MODEL} infer batch 1 64x96 fp32 cpu, 1 threads, 2 iters")
     results = out["results"]

@@ -7,12 +7,26 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 from rcnn.device import DeviceAdapter
 from rcnn.device.cpu import cpu_model
+
+
+@contextlib.contextmanager
+def host_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `count` (0 or None: unchanged) within the block, then put
+    back, so a caller in the same process (a test, a notebook) keeps its own."""
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def torchvision_version() -> str | None:
