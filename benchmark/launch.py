@@ -176,6 +176,7 @@ def execute(
             if expected != world:
                 raise UsageError(f"torchrun started {expected} processes for {world} cards")
         measured = measure(workload, args)
+        comm.shutdown()
     except (Exception, KeyboardInterrupt) as exc:
         status = status_of(exc)
         if isinstance(exc, (*USER_ERRORS, KeyboardInterrupt)):

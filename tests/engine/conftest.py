@@ -49,9 +49,10 @@ def tiny_overrides(output_dir: Path, **extra) -> list[str]:
     return [tok for kv in base.items() for tok in kv]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def overrides():
-    """`overrides(output_dir, **KEY_VALUES)` -> the tiny quick config's override tokens."""
+    """`overrides(output_dir, **KEY_VALUES)` -> the tiny quick config's override tokens.
+    (A fixture, not `from conftest import`: that name is whichever conftest came first.)"""
     return tiny_overrides
 
 

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from rcnn.checkpoint import CheckpointError, read_torch_file
+from rcnn.config import load_config
 from rcnn.data.synthetic import ann_file, img_dir
 from rcnn.engine.cli import _guard, main_test, main_train
 from rcnn.engine.run import build_training, start_session, train
@@ -179,15 +180,11 @@ def test_unexpected_error_is_one_line_and_a_traceback_file(capsys) -> None:
 
 # ---- checkpoints, in process on the tiny set ---------------------------------------------------
 @pytest.fixture(scope="module")
-def trained(tiny_set, tmp_path_factory) -> Path:
+def trained(tiny_set, overrides, tmp_path_factory) -> Path:
     """A real 1-iteration run and its checkpoint."""
-    from conftest import tiny_overrides
-
-    from rcnn.config import load_config
-
     out = tmp_path_factory.mktemp("trained")
     cfg = load_config(
-        str(QUICK), tiny_overrides(out, **{"SOLVER.MAX_ITER": 1, "SOLVER.CHECKPOINT_PERIOD": 1})
+        str(QUICK), overrides(out, **{"SOLVER.MAX_ITER": 1, "SOLVER.CHECKPOINT_PERIOD": 1})
     )
     train(start_session(cfg), resume=False)
     return out

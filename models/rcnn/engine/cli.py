@@ -68,6 +68,7 @@ def main_train(args: argparse.Namespace) -> int:
             scores = evaluate(session, trainer.model)
             if scores is not None:
                 log.info("final: %s", json.dumps(scores))
+        comm.shutdown()
         return 0
 
     return _guard(body, "train_net")
@@ -85,6 +86,7 @@ def main_test(args: argparse.Namespace) -> int:
         scores = evaluate(session, model)
         if scores is not None:
             log.info("final: %s", json.dumps(scores))
+        comm.shutdown()
         return 0
 
     return _guard(body, "test_net")

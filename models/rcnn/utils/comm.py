@@ -59,6 +59,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def shutdown() -> None:
+    """Leave the process group once a run has ended well: a barrier, so no peer is still in a
+    collective, then destroy it while the interpreter is whole. Left to exit, gloo's worker
+    threads can abort the process (SIGABRT) as it tears down. Not after a failure: a peer that
+    died would leave the barrier waiting."""
+    if is_dist():
+        barrier()
+        dist.destroy_process_group()
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     if not is_dist() or get_world_size() == 1:
         return [obj]
