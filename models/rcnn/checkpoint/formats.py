@@ -68,8 +68,11 @@ def read_torch_file(path: str | os.PathLike) -> Any:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch < 2.6: "Unsupported global: GLOBAL x.y"; 2.6+: "unsupported GLOBAL x.y whose ..."
-        refused = re.search(r"unsupported global(?:: GLOBAL)? (\S+)", str(e), re.IGNORECASE)
+        # torch 2.1: "Unsupported class x.y"; up to 2.5: "Unsupported global: GLOBAL x.y";
+        # 2.6+: "unsupported GLOBAL x.y whose ..."
+        refused = re.search(
+            r"unsupported (?:global(?:: GLOBAL)?|class) (\S+)", str(e), re.IGNORECASE
+        )
         if refused:
             raise CheckpointError(
                 f"{source}: refused to load: it holds a Python object ({refused.group(1)}) "
