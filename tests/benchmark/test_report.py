@@ -378,3 +378,10 @@ def test_readme_block_is_replaced_by_the_reports_tables(folders, tmp_path, capsy
     with pytest.raises(UsageError, match="no '<!-- benchmark report --readme: begin -->'"):
         run_report(folders, tmp_path / "out", capsys, extra=["--readme", str(plain)])
     assert plain.read_text() == "no block\n"
+
+
+def test_the_projects_readme_has_the_block_report_fills():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert text.count(README_BEGIN) == 1 and text.index(README_BEGIN) < text.index(README_END)

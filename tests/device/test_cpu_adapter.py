@@ -51,6 +51,24 @@ def test_bf16_autocast_runs_matmul_in_bf16():
     assert not cpu.grad_scaler("bf16").is_enabled()
 
 
+@pytest.mark.parametrize("has_bf16", [True, False, None])
+def test_bf16_without_onednn_kernels_is_noted_in_the_record(has_bf16, monkeypatch):
+    from rcnn.device import cpu
+
+    monkeypatch.setattr(cpu, "onednn_has_bf16", lambda: has_bf16)
+    adapter = cpu.CpuAdapter()
+    adapter.configure_precision("fp32")
+    assert adapter.notes() == []
+    adapter.configure_precision("bf16")
+    assert adapter.notes() == ([cpu.SLOW_BF16] if has_bf16 is False else [])
+
+
+def test_onednn_bf16_query_answers_on_this_torch():
+    from rcnn.device.cpu import onednn_has_bf16
+
+    assert onednn_has_bf16() in (True, False)  # a build with oneDNN, as every pinned one is
+
+
 def test_peak_memory_is_reset_and_measures_an_allocation():
     cpu = get_adapter("cpu")
     cpu.reset_peak_memory()
