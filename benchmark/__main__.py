@@ -11,7 +11,7 @@ import importlib
 import sys
 
 from benchmark.errors import USER_ERRORS
-from rcnn.errors import one_line, unexpected_message
+from rcnn.errors import interrupted_line, one_line, unexpected_message
 from rcnn.utils.signals import stop_signals_interrupt
 
 VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "verify", "compare", "report")
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"error: {one_line(err)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted (Ctrl-C)", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(interrupted_line(err), file=sys.stderr)
         return 130
     except Exception as err:  # a bug: one line, and the traceback in a file
         print(f"error: {unexpected_message(err, 'benchmark')}", file=sys.stderr)

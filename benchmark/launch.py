@@ -29,7 +29,7 @@ from benchmark.record import check_results_dir, complete_run, new_run_id, save_r
 from benchmark.workload.args import check_counts, command_line, to_argv
 from benchmark.workload.build import Workload, build_workload, cards_per_node
 from rcnn.device import resolve
-from rcnn.errors import one_line, unexpected_message
+from rcnn.errors import interrupted_line, one_line, unexpected_message
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 from rcnn.utils.signals import StopSignal
@@ -180,7 +180,7 @@ def execute(
     except (Exception, KeyboardInterrupt) as exc:
         status = status_of(exc)
         if isinstance(exc, (*USER_ERRORS, KeyboardInterrupt)):
-            message = one_line(exc) if str(exc) else "interrupted (Ctrl-C or a signal)"
+            message = interrupted_line(exc) if isinstance(exc, KeyboardInterrupt) else one_line(exc)
         elif _rank() == 0:  # the traceback goes to the run's log.txt, never to the console
             log.buffer.write(traceback.format_exc())
             message = f"{type(exc).__name__}: {one_line(exc)} (traceback in {run_dir / 'log.txt'})"

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypedDict
 from benchmark.errors import UsageError
 from rcnn.device import DeviceAdapter, DeviceError, get_adapter
 from rcnn.device.compat import OUT_OF_MEMORY_ERRORS
+from rcnn.errors import interrupted_line
 from rcnn.utils.env import collect_env, git_commit
 from rcnn.utils.io import atomic_write_text
 
@@ -113,6 +114,7 @@ class Record(_Identity, total=False):
     sync: str | None  # iteration (a device sync per step) | window (only at the window's edges)
     data_time_covers: str | None  # what data time includes (loader, pinning, copy to the card)
     weights: str | None  # "random", or the checkpoint the run started from
+    weights_id: str | None  # the report's key for them: "random", or file name and SHA-1 head
     peak_mem_kind: str | None  # what peak_mem_mb measured: process_rss, allocated_tensors, ...
     gflops_per_image: float | None  # counted once per model, input size and mode (flops.py)
     achieved_tflops: float | None  # gflops_per_image x throughput_img_s / 1000, all cards
@@ -345,6 +347,8 @@ def status_of(exc: BaseException) -> str:
 def failed_record(exc: BaseException, **fields: Any) -> dict:
     """The record of a run that raised: status from `status_of`, error from the exception."""
     error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    if isinstance(exc, KeyboardInterrupt):
+        error = interrupted_line(exc)  # which signal stopped it: Ctrl-C or SIGTERM
     return new_record(**{**fields, "status": status_of(exc), "error": error})
 
 

@@ -11,6 +11,7 @@ from rcnn.config import ConfigError, DatasetCatalogError
 from rcnn.data import DataError
 from rcnn.device import DeviceError
 from rcnn.layers.dispatch import KernelUnavailableError
+from rcnn.utils.signals import StopSignal
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
@@ -30,6 +31,18 @@ def one_line(err: BaseException) -> str:
     """The error's message on one line (multi-line messages joined with "; ")."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return "; ".join(lines) or type(err).__name__
+
+
+def interrupted_line(err: BaseException) -> str:
+    """'interrupted (Ctrl-C|SIGTERM)' plus what the run kept, for any KeyboardInterrupt."""
+    how, cause = "Ctrl-C", err
+    while cause is not None:  # the signal may sit under the exception that reports a save
+        if isinstance(cause, StopSignal):
+            how = cause.signal_name
+            break
+        cause = cause.__context__
+    detail = "" if isinstance(err, StopSignal) or not str(err) else f": {one_line(err)}"
+    return f"interrupted ({how}){detail}"
 
 
 def write_traceback(err: BaseException, tool: str, folder: str | None = None) -> str:

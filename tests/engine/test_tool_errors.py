@@ -159,7 +159,8 @@ def test_stop_signal_keeps_the_iterations_done(sig, dataset_dir, overrides, tmp_
         proc.kill()
         proc.wait()
     assert proc.returncode == 130, stderr[-2000:]
-    line = _one_line(stderr, "interrupted (Ctrl-C): at iteration ", "run again to resume")
+    how = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
+    line = _one_line(stderr, f"interrupted ({how}): at iteration ", "run again to resume")
     name = line.split("saved ")[1].split(",")[0]
     assert (out / "last_checkpoint").read_text() == name
     iteration = int(name[len("model_") : -len(".pth")])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rcnn.checkpoint import load_checkpoint
 from rcnn.config import ConfigError, DatasetCatalogError, load_config
-from rcnn.errors import USER_ERRORS, one_line, unexpected_message
+from rcnn.errors import USER_ERRORS, interrupted_line, one_line, unexpected_message
 from rcnn.utils import comm
 from rcnn.utils.logger import setup_logger
 from rcnn.utils.signals import stop_signals_interrupt
@@ -53,7 +53,7 @@ def _guard(body, tool: str) -> int:
         print(f"error: {one_line(err)}; the last good checkpoint is kept", file=sys.stderr)
         return 3
     except KeyboardInterrupt as err:
-        print(f"interrupted (Ctrl-C){': ' + one_line(err) if str(err) else ''}", file=sys.stderr)
+        print(interrupted_line(err), file=sys.stderr)
         return 130
     except Exception as err:  # the boundary: anything else is a bug, reported with its traceback
         print(f"error: {unexpected_message(err, tool)}", file=sys.stderr)

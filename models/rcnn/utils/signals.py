@@ -21,8 +21,9 @@ class StopSignal(KeyboardInterrupt):
     only, so a parent forwards `signum` to the children it started."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.signal_name}")
 
 
 def _interrupt(signum: int, frame) -> None:
@@ -36,8 +37,8 @@ def stop_signals_interrupt() -> Iterator[None]:
         yield  # only the main thread may set handlers; a worker thread keeps what it has
         return
     saved = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, _interrupt if sig != signal.SIGINT else signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     finally:
