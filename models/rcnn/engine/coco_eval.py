@@ -63,21 +63,31 @@ def image_result(
     width, height = int(info["width"]), int(info["height"])
     to_json = dataset.contiguous_category_id_to_json_id
     pred = pred.to("cpu")
+    json_ids = _json_ids(pred.get_field("labels"), to_json)
     # a model with more classes than the dataset (COCO weights on other data): drop the rest
-    known = torch.tensor([int(lab) in to_json for lab in pred.get_field("labels").tolist()])
-    pred = pred[known] if len(pred) and not bool(known.all()) else pred
+    known = json_ids >= 0
+    if not bool(known.all()):
+        pred, json_ids = pred[known], json_ids[known]
     rles = None
     if pred.has_field("mask"):
         rles = mask_rles(pred, height, width, mask_threshold, mask_chunk)
     pred = pred.resize((width, height))
-    labels = pred.get_field("labels").tolist()
     return ImageResult(
         image_id=int(dataset.id_to_img_map[idx]),
         boxes=pred.convert("xywh").bbox.float().numpy(),
         scores=pred.get_field("scores").float().numpy(),
-        category_ids=np.array([to_json[int(lab)] for lab in labels], dtype=np.int64),
+        category_ids=json_ids.numpy(),
         rles=rles,
     )
+
+
+def _json_ids(labels: torch.Tensor, to_json: dict[int, int]) -> torch.Tensor:
+    """The COCO category id of each contiguous label, -1 for a label the dataset lacks."""
+    table = torch.full((max(to_json, default=0) + 2,), -1, dtype=torch.int64)
+    table[list(to_json)] = torch.tensor(list(to_json.values()), dtype=torch.int64)
+    # labels past the table (or negative) index its last slot, which stays -1
+    index = labels.long().where((labels >= 0) & (labels < len(table)), len(table) - 1)
+    return table[index]
 
 
 def mask_rles(
