@@ -74,6 +74,8 @@ def test_fields_follow_throughput_cards_and_peak():
         ("NVIDIA H200", (67, 494.7, 989.4, 989.4)),
         ("NVIDIA H100 PCIe", (None,) * 4),
         ("Tesla V100-SXM2-16GB", (None,) * 4),
+        ("NVIDIA RTX A1000 6GB Laptop GPU", (None,) * 4),  # "A100" is in its name, not a word
+        ("NVIDIA H200 NVL", (None,) * 4),
     ],
 )
 def test_a_known_card_gives_its_datasheet_peak(monkeypatch, card, peaks):

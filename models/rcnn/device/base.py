@@ -11,6 +11,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,15 +148,16 @@ class DeviceAdapter:
         total = getattr(props, "total_memory", None)
         return total / 2**20 if total else None
 
-    # card-name substring -> dense peak TFLOP/s per precision; empty where no datasheet is known
+    # words of a card name -> dense peak TFLOP/s per precision; empty where no datasheet is known
     PEAK_TFLOPS: tuple[tuple[str, dict[str, float]], ...] = ()
 
     def peak_tflops(self, index: int, precision: str) -> float | None:
         """One card's dense peak TFLOP/s at `precision`, from PEAK_TFLOPS by card name (the
-        first entry whose name is in the card's wins); None when the card is not listed."""
+        first entry whose words appear whole in the card's name wins: "A100" names the
+        A100-SXM4-80GB, not the RTX A1000); None when the card is not listed."""
         name = self.card_name(index) or ""
         for part, peaks in self.PEAK_TFLOPS:
-            if part in name:
+            if re.search(rf"(?<![A-Za-z0-9]){re.escape(part)}(?![A-Za-z0-9])", name):
                 return peaks.get(precision)
         return None
 
