@@ -32,7 +32,7 @@ from benchmark.impls import (
 )
 from benchmark.measure import IterationTimer, PausableClock, Window, summarize
 from benchmark.record import check_results_dir, new_record, write_run
-from benchmark.workload.args import SIZE_HELP, format_size, parse_size
+from benchmark.workload.args import SIZE_HELP, add_threads_argument, format_size, parse_size
 from benchmark.workload.lookup import config_hash
 from rcnn.device import PRECISIONS, DeviceAdapter, resolve
 from rcnn.utils.env import host_threads
@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--iters", type=int, default=3, help="measured iterations per impl")
     p.add_argument("--warmup", type=int, default=1, help="unmeasured iterations per impl")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add_threads_argument(p)
     p.add_argument(
         "--different-weights",
         action="store_true",
@@ -183,7 +183,7 @@ def _records(
 
 
 def run(args: argparse.Namespace) -> int:
-    with host_threads(max(args.threads, 0)):
+    with host_threads(args.threads):
         return _run(args)
 
 

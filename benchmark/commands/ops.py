@@ -18,6 +18,7 @@ import torch
 
 from benchmark.errors import UsageError
 from benchmark.measure import IterationTimer
+from benchmark.workload.args import add_threads_argument
 from rcnn.device import resolve
 from rcnn.layers import dispatch, native
 from rcnn.utils.env import host_threads
@@ -40,9 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mlu, npu, ...")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per case (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
-    p.add_argument(
-        "--threads", type=int, default=None, help="host intra-op threads (default: torch's)"
-    )
+    add_threads_argument(p)
     p.set_defaults(func=run)
 
 

@@ -50,6 +50,19 @@ def _cards(text: str) -> int | str:
     return int(text)
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """`--threads N`: torch's host intra-op threads for the run (0, the default: torch's own)."""
+
+    def threads(text: str) -> int:
+        if not text.isdigit():
+            raise argparse.ArgumentTypeError(f"threads must be 0 or more, got {text!r}")
+        return int(text)
+
+    parser.add_argument(
+        "--threads", type=threads, default=0, help="host intra-op threads (0: torch's default)"
+    )
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     """The options of one measured run (train or infer), then trailing KEY VALUE overrides."""
     d = DEFAULTS[mode]
