@@ -56,7 +56,7 @@ def _workload(record: dict) -> str:
     parts = [
         f"{_text(record.get('image_min_size'))}x{_text(record.get('image_max_size'))}",
         f"{_text(data.get('name'))}" + (f" #{str(fingerprint)[:8]}" if fingerprint else ""),
-        f"weights {_text(record.get('weights'))}",
+        f"weights {_text(record.get('weights_id') or record.get('weights'))}",
         f"{_text(iters)} it + {_text(record.get('warmup_iters'))} warm-up",
         f"sync {_text(record.get('sync'))}",
     ]
@@ -245,6 +245,28 @@ def not_ok_table(df: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=LABELS)
 
 
+def notes_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Each note the ok records carry (a capability the device lacks, a slow path the numbers
+    measure), once per device, with the precisions and modes of the runs that carry it."""
+    if "notes" not in df:
+        return pd.DataFrame()
+    rows = [
+        (r.device_name, note, r.precision, r.mode)
+        for r in df[df["status"] == "ok"].itertuples()
+        if isinstance(r.notes, list)
+        for note in r.notes
+    ]
+    if not rows:
+        return pd.DataFrame()
+    notes = pd.DataFrame(rows, columns=["device", "note", "precision", "mode"])
+    table = notes.groupby(["device", "note"], sort=False).agg(
+        precisions=("precision", lambda s: ", ".join(_precision_order(sorted(set(s))))),
+        modes=("mode", lambda s: ", ".join(sorted(set(s)))),
+        runs=("note", "size"),
+    )
+    return table.reset_index()
+
+
 def _first_line(text: object, limit: int = 160) -> str:
     line = str(text or "-").strip().splitlines()[0] if str(text or "").strip() else "-"
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -407,6 +429,12 @@ def build_report(
             "No ok inference records.",
         ),
         _section("Accuracy (COCO)", accuracy_table(df), "No evaluated records."),
+        _section(
+            "Notes on the ok runs",
+            notes_table(df),
+            "None.",
+            "What the records' `notes` say about how their numbers were measured.",
+        ),
         _section(
             "Device vs CPU (verify)",
             verify_table(df),

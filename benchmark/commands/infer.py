@@ -26,6 +26,7 @@ from benchmark.launch import execute
 from benchmark.measure import PausableClock, RepeatedTimers, reduce_across_ranks, summarize
 from benchmark.workload.args import add_run_arguments
 from benchmark.workload.build import Workload
+from benchmark.workload.lookup import weights_id
 from rcnn.checkpoint import load_weights
 from rcnn.data import make_data_loader
 from rcnn.engine.coco_eval import evaluate_results, image_result
@@ -131,6 +132,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         compute_dtype=probe.dtype_name,
         data_time_covers=DATA_TIME_COVERS,
         weights=args.ckpt or "random",
+        weights_id=weights_id(args.ckpt),
     )
     # counted after the window, on a copy of the model: no count is ever timed
     fields.update(run_flop_fields(model, workload, fields, args, adapter, index))

@@ -19,6 +19,7 @@ from benchmark.launch import execute
 from benchmark.measure import PausableClock, RepeatedTimers, reduce_across_ranks, summarize
 from benchmark.workload.args import add_run_arguments
 from benchmark.workload.build import Workload
+from benchmark.workload.lookup import weights_id
 from rcnn.checkpoint import save_checkpoint
 from rcnn.engine.precision_check import ConvDtypeProbe
 from rcnn.engine.prefetch import DATA_TIME_COVERS, prefetch_to_device
@@ -121,6 +122,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         compute_dtype=probe.dtype_name,
         data_time_covers=DATA_TIME_COVERS,
         weights=workload.cfg.MODEL.WEIGHT or "random",
+        weights_id=weights_id(workload.cfg.MODEL.WEIGHT),
     )
     # counted after the window, on a copy of the model: no count is ever timed
     fields.update(run_flop_fields(training.trainer.model, workload, fields, args, adapter, index))

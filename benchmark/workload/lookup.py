@@ -31,3 +31,19 @@ def config_path(model: str) -> Path:
 
 def config_hash(cfg: CfgNode) -> str:
     return hashlib.sha1(cfg.dump().encode()).hexdigest()
+
+
+def weights_id(weights: str | None) -> str:
+    """What a run's weights were, as a report cell key: "random"; a checkpoint file as its
+    name and the head of its content's SHA-1 (two quickstarts write one path with different
+    weights); anything else (a model-zoo name) as given."""
+    if not weights or weights == "random":
+        return "random"
+    path = Path(weights)
+    if not path.is_file():
+        return weights
+    digest = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"{path.name} sha1:{digest.hexdigest()[:8]}"

@@ -295,6 +295,41 @@ def test_records_differing_only_in_image_size_are_two_cells():
     assert table["fp32 peak MB"].tolist() == ["120", "-"]
 
 
+def test_one_checkpoint_path_with_other_weights_is_another_cell(tmp_path):
+    """The quickstart writes its checkpoint to one path on every run: the path is not the key."""
+    from benchmark.workload.lookup import weights_id
+
+    ckpt = tmp_path / "quick_400it.pth"
+    ids = []
+    for content in (b"first run's weights", b"second run's weights"):
+        ckpt.write_bytes(content)
+        ids.append(weights_id(str(ckpt)))
+    assert ids[0] != ids[1] and ids[0].startswith("quick_400it.pth sha1:")
+    assert weights_id(None) == weights_id("random") == "random"
+    runs = [rec("h", mode="infer", weights=str(ckpt), weights_id=i) for i in ids]
+    table = inference_table(frame(runs))
+    assert sorted(w.split(", ")[2] for w in table["workload"]) == sorted(
+        f"weights {i}" for i in ids
+    )
+
+
+def test_notes_of_ok_runs_are_listed_once_per_device():
+    from benchmark.report import notes_table
+
+    slow = "cpu: bf16 convolutions run on torch's reference path"
+    runs = [
+        rec("h", precision="bf16", notes=[slow]),
+        rec("h", mode="infer", precision="bf16", notes=[slow, "peak unknown"]),
+        rec("h", notes=["peak unknown"]),
+        rec("h", status="failed", error="boom", notes=["a failed run's note is not listed"]),
+    ]
+    table = notes_table(frame(runs))
+    assert table.values.tolist() == [
+        [A100, slow, "bf16", "infer, train", 2],
+        [A100, "peak unknown", "fp32, bf16", "infer, train", 2],
+    ]
+
+
 def test_peak_memory_cells_say_what_kind_of_memory_they_measured():
     train = [
         rec("h", image_min_size=s, peak_mem_mb=m, peak_mem_kind=k)
