@@ -137,7 +137,7 @@ def training_table(df: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(index=wide.index)
     precisions = _precision_order(list(cells["precision"].unique()))
     for p in precisions:
-        table[f"{p} img/s"] = wide["throughput"][p].map(lambda v: _num(v, "{:.1f}"))
+        table[f"{p} img/s"] = wide["throughput"][p].map(_rate)
         if p != "fp32" and "fp32" in precisions:
             table[f"{p} vs fp32"] = wide["speedup"][p].map(lambda v: _num(v, "{:.2f}x"))
         table[f"{p} eff"] = wide["efficiency"][p].map(lambda v: _num(v * 100, "{:.1f}%"))
@@ -181,7 +181,9 @@ def inference_table(df: pd.DataFrame) -> pd.DataFrame:
         for t, u in zip(table["achieved_tflops"], table["flop_utilisation"], strict=True)
     ]
     for m in present:
-        if m not in ("achieved_tflops", "peak_mem_mb"):
+        if m == "throughput_img_s":
+            table[m] = table[m].map(_rate)
+        elif m not in ("achieved_tflops", "peak_mem_mb"):
             fmt = "{:.3g}" if m == "gflops_per_image" else "{:.1f}"
             table[m] = [_num(v, fmt) for v in table[m]]
     return table.drop(columns=["flop_utilisation", "mem_kind"]).rename(
@@ -301,6 +303,11 @@ def env_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def _num(value: float, fmt: str) -> str:
     return "-" if pd.isna(value) else fmt.format(value)
+
+
+def _rate(value: float) -> str:
+    """img/s with one decimal, or two significant digits below 1 (0.086, not 0.1)."""
+    return _num(value, "{:.2g}" if abs(value) < 1 else "{:.1f}")
 
 
 def _kinds(values: pd.Series) -> str:

@@ -313,6 +313,13 @@ def test_one_checkpoint_path_with_other_weights_is_another_cell(tmp_path):
     )
 
 
+def test_rates_below_one_image_per_second_keep_two_digits():
+    """bf16 on a CPU's reference path ran at 0.086 img/s: one decimal showed 0.1."""
+    train = training_table(frame([rec("h", throughput_img_s=0.0864)]))
+    infer = inference_table(frame([rec("h", mode="infer", throughput_img_s=0.0714)]))
+    assert (train["fp32 img/s"][0], infer["img/s"][0]) == ("0.086", "0.071")
+
+
 def test_notes_of_ok_runs_are_listed_once_per_device():
     from benchmark.report import notes_table
 
