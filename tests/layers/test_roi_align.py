@@ -83,6 +83,22 @@ def test_fpn_levels_with_many_grid_sizes():
             torch.testing.assert_close(grad, want_grad, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("aligned", [False, True])
+def test_adaptive_sampling_of_rois_past_the_map_edges(aligned):
+    # Large rois reaching past every edge: grids up to 9 samples a side, whose taps the
+    # native op merges per bin (clamped and unused samples included).
+    gen = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 5, 20, 26, generator=gen)
+    corners = torch.rand(30, 4, generator=gen) * torch.tensor([60.0, 50, 60, 50]) - 15
+    lo, hi = corners[:, :2].minimum(corners[:, 2:]), corners[:, :2].maximum(corners[:, 2:])
+    rois = torch.cat([torch.randint(0, 2, (30, 1), generator=gen).float(), lo, hi], 1)
+    args = ((5, 4), 1.0, 0, aligned)
+    out, grad = run_with_grad(native.roi_align, features, rois, 1, *args)
+    want_out, want_grad = run_with_grad(torchvision.ops.roi_align, features, rois, 1, *args)
+    torch.testing.assert_close(out, want_out, rtol=0, atol=1e-5)
+    torch.testing.assert_close(grad, want_grad, rtol=0, atol=1e-4)
+
+
 def test_roi_align_known_values():
     # A linear ramp is reproduced exactly by bilinear sampling: each bin is its centre's value.
     ramp = torch.arange(8.0).repeat(8, 1)[None, None]

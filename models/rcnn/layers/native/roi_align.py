@@ -39,7 +39,20 @@ def _axis_taps(
     frac = torch.where(at_edge, 0.0, pos - low.to(dtype))
     w_low = torch.where(used, 1.0 - frac, 0.0)
     w_high = torch.where(used, frac, 0.0)
-    return torch.stack((low, high), dim=-1), torch.stack((w_low, w_high), dim=-1)
+    taps = torch.stack((low, high), dim=-1).flatten(2)
+    return taps, torch.stack((w_low, w_high), dim=-1).flatten(2)
+
+
+def _merge_taps(taps: Tensor, weights: Tensor, length: int, size: int) -> tuple[Tensor, Tensor]:
+    """The taps [n, pooled, T] of each bin as weights over `length` consecutive pixels from its
+    first tap, duplicates summed. With adaptive sampling the samples of a bin are at most one
+    pixel apart, so its 2 * grid taps fall on grid + 1 pixels: fewer, shared, taps per bag."""
+    start = taps[..., :1]
+    # Only zero-weight taps (unused samples, clamped to 0) can fall outside the window.
+    offsets = (taps - start).clamp(0, length - 1)
+    merged = weights.new_zeros(*weights.shape[:2], length).scatter_add_(2, offsets, weights)
+    window = (start + torch.arange(length, device=taps.device)).clamp(max=size - 1)
+    return window, merged
 
 
 def roi_align(
@@ -81,18 +94,22 @@ def roi_align(
     for idx, gh, gw in window_groups(grid_h, grid_w):
         y_idx, y_w = _axis_taps(y1[idx], bin_h[idx], grid_h[idx], pooled_h, gh, height)
         x_idx, x_w = _axis_taps(x1[idx], bin_w[idx], grid_w[idx], pooled_w, gw, width)
-        # Broadcast to [n, ph, pw, gy, gx, corner_y, corner_x]: one bag per bin.
+        if sampling_ratio <= 0:
+            y_idx, y_w = _merge_taps(y_idx, y_w, min(2 * gh, gh + 1), height)
+            x_idx, x_w = _merge_taps(x_idx, x_w, min(2 * gw, gw + 1), width)
+        # Broadcast to [n, ph, pw, taps_y, taps_x]: one bag per bin.
         flat = (
-            base[idx, None, None, None, None, None, None]
-            + y_idx[:, :, None, :, None, :, None] * width
-            + x_idx[:, None, :, None, :, None, :]
+            base[idx, None, None, None, None]
+            + y_idx[:, :, None, :, None] * width
+            + x_idx[:, None, :, None, :]
         )
-        weight = y_w[:, :, None, :, None, :, None] * x_w[:, None, :, None, :, None, :]
-        weight = weight / count[idx, None, None, None, None, None, None]
+        weight = y_w[:, :, None, :, None] * x_w[:, None, :, None, :]
+        weight = weight / count[idx, None, None, None, None]
         taps.append(flat.reshape(-1))
         weights.append(weight.reshape(-1))
         bins = idx.shape[0] * pooled_h * pooled_w
-        sizes.append(torch.full((bins,), 4 * gh * gw, dtype=torch.int64, device=input.device))
+        bag = y_idx.shape[-1] * x_idx.shape[-1]
+        sizes.append(torch.full((bins,), bag, dtype=torch.int64, device=input.device))
         order.append(idx)
     indices, offsets = bags(taps, sizes)
     out = torch.nn.functional.embedding_bag(
@@ -101,4 +118,6 @@ def roi_align(
     out = out.view(-1, pooled_h, pooled_w, channels)
     if len(order) > 1:
         out = out[torch.argsort(torch.cat(order))]
-    return out.permute(0, 3, 1, 2).contiguous()
+    # NCHW shape in channels-last memory: a transposing copy of every pooled feature (the
+    # largest tensor of a C4 head) costs more than the pooling; consumers take any layout.
+    return out.permute(0, 3, 1, 2)
