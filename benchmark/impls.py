@@ -81,6 +81,8 @@ class Impl:
 
     name: str
     model: nn.Module
+    channels_last: bool = False  # the backbone runs in channels-last memory format
+    compiled: bool = False  # the backbone is torch.compile'd
 
     def infer(self, batch: Batch) -> object:
         raise NotImplementedError
@@ -132,9 +134,13 @@ def model_config(model: str, overrides: list[str] | None = None) -> CfgNode:
     return load_config(config_path(model), ["MODEL.WEIGHT", "", *(overrides or [])])
 
 
-def impl_config(model: str, same_weights: bool) -> CfgNode:
-    """The config both impls are built from: with `same_weights`, in torchvision's layout."""
+def impl_config(
+    model: str, same_weights: bool, channels_last: bool = False, compiled: bool = False
+) -> CfgNode:
+    """Our config: with `same_weights`, in torchvision's layout (the peer is built from it
+    too), with our execution modes."""
     overrides = ["MODEL.RESNETS.STRIDE_IN_1X1", "False"] if same_weights else []
+    overrides += ["MODEL.CHANNELS_LAST", str(channels_last), "MODEL.COMPILE", str(compiled)]
     return model_config(model, overrides)
 
 
@@ -223,24 +229,34 @@ def build_impls(
     calibration: torch.Tensor | None = None,
     same_weights: bool = True,
     seed: int = 0,
+    channels_last: bool = False,
+    compile_backend: str | None = None,
+    peer_channels_last: bool = False,
 ) -> list[Impl]:
     """The requested impls of config `model` for (height, width) inputs, in `impls` order;
-    `calibration` images [N, 3, H, W] calibrate the random frozen BNs."""
+    `calibration` images [N, 3, H, W] calibrate the random frozen BNs. `channels_last` and
+    `compile_backend` set our execution modes; `peer_channels_last` the peer's layout."""
     unknown = sorted(set(impls) - set(IMPLS))
     if unknown:
         raise ValueError(f"unknown impl(s) {unknown}; known: {list(IMPLS)}")
-    cfg = impl_config(model, same_weights)
+    cfg = impl_config(model, same_weights, channels_last, compile_backend is not None)
     torch.manual_seed(seed)
     peer = build_torchvision_peer(cfg, image_size)
     if calibration is not None:
         calibrate_frozen_bn(peer, calibration)
+    if peer_channels_last:
+        # Channels-last weights make every conv of the backbone run channels-last.
+        peer.backbone.to(memory_format=torch.channels_last)
     built: dict[str, Impl] = {"torchvision": TorchvisionImpl(peer)}
+    built["torchvision"].channels_last = peer_channels_last
     if "rcnn" in impls:
-        ours = build_detection_model(cfg)
+        ours = build_detection_model(cfg, compile_backend=compile_backend or "inductor")
         if calibration is not None and not same_weights:
             calibrate_frozen_bn(ours, calibration)
         if same_weights:
             eps = float(getattr(ours.backbone.body.stem.bn1, "eps", 0.0))
             load_torchvision_detection(ours, peer.state_dict(), target_bn_eps=eps)
         built["rcnn"] = RcnnImpl(ours, cfg.DATALOADER.SIZE_DIVISIBILITY)
+        built["rcnn"].channels_last = channels_last
+        built["rcnn"].compiled = compile_backend is not None
     return [built[name] for name in impls]

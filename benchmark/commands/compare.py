@@ -2,9 +2,12 @@
 
 Both impls get the same tensors at the same size; iterations alternate between impls (A, B, A,
 B, ...) so that load from other processes on a shared host hits both alike. Each impl has its
-own IterationTimer (benchmark.measure) on a clock paused while the other impl runs. Prints
-images/s per impl, per-iteration percentiles and the ratio rcnn/torchvision, and writes one
-record per impl (`impl`, device, precision, FLOP fields) to --results, as train and infer do.
+own IterationTimer (benchmark.measure) on a clock paused while the other impl runs. With
+--repeats, each repeat is one window per impl, and the ratio rcnn/torchvision is taken per
+repeat (both windows of a repeat ran interleaved, under one load), then reported as median, min
+and max. Prints images/s per impl, per-iteration percentiles and the ratio, and writes one
+record per impl (`impl`, device, precision, execution mode, FLOP fields) to --results, as train
+and infer do.
 """
 
 from __future__ import annotations
@@ -30,11 +33,18 @@ from benchmark.impls import (
     model_config,
     synthetic_batch,
 )
-from benchmark.measure import IterationTimer, PausableClock, Window, summarize
+from benchmark.measure import IterationTimer, PausableClock, Window, spread, summarize
 from benchmark.record import check_results_dir, new_record, write_run
-from benchmark.workload.args import SIZE_HELP, add_threads_argument, format_size, parse_size
+from benchmark.workload.args import (
+    SIZE_HELP,
+    add_threads_argument,
+    check_counts,
+    format_size,
+    parse_size,
+)
 from benchmark.workload.lookup import config_hash
 from rcnn.device import PRECISIONS, DeviceAdapter, resolve
+from rcnn.engine.run import compile_backend
 from rcnn.utils.env import host_threads
 
 
@@ -67,8 +77,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=(800, 1333),
         help=SIZE_HELP + "; every input image is MIN high and MAX wide",
     )
-    p.add_argument("--iters", type=int, default=3, help="measured iterations per impl")
-    p.add_argument("--warmup", type=int, default=1, help="unmeasured iterations per impl")
+    p.add_argument("--iters", type=int, default=3, help="measured iterations per impl and repeat")
+    p.add_argument("--warmup", type=int, default=1, help="unmeasured iterations per impl, first")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measured windows per impl, --iters each: images/s and the ratio are the median "
+        "over the repeats, with their spread",
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="our backbone in channels-last memory format (MODEL.CHANNELS_LAST)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="our backbone torch.compile'd by the device's backend (MODEL.COMPILE)",
+    )
+    p.add_argument(
+        "--peer-channels-last",
+        action="store_true",
+        help="torchvision's backbone in channels-last too (default: its own layout)",
+    )
     add_threads_argument(p)
     p.add_argument(
         "--different-weights",
@@ -108,39 +140,49 @@ def _step(
     scaler.update()
 
 
+def _iteration(
+    impl: Impl, timer: IterationTimer, step: Callable[[Impl], None], images: int
+) -> None:
+    timer.data_end()  # the batch is on the device already: data time is the sync alone
+    step(impl)
+    timer.step_end(images)
+
+
 def _timed(
     impls: list[Impl],
     synchronize: Callable[[], None],
     clock: Callable[[], float],
     args: argparse.Namespace,
     step: Callable[[Impl], None],
-) -> dict[str, Window]:
+) -> dict[str, list[Window]]:
     """Alternate impls iteration by iteration (A, B, A, B, ...), each with its own
-    IterationTimer on a clock paused while the other impls run: each window holds only its
-    impl's iterations, back to back, synchronized at every boundary."""
+    IterationTimer per repeat on a clock paused while the other impls run: each window holds
+    only its impl's iterations, back to back, synchronized at every boundary. The warm-up
+    runs once, before the first repeat."""
     clocks = {impl.name: PausableClock(clock) for impl in impls}
-    timers = {
-        impl.name: IterationTimer(synchronize, args.warmup, clock=clocks[impl.name])
-        for impl in impls
-    }
 
     def alone(name: str, fn: Callable[[], None]) -> Callable[[], None]:
         for other, other_clock in clocks.items():
             fn = other_clock.excluding(fn) if other != name else fn
         return fn
 
-    def iteration(impl: Impl) -> None:
-        timer = timers[impl.name]
-        timer.data_end()  # the batch is on the device already: data time is the sync alone
-        step(impl)
-        timer.step_end(args.batch)
+    windows: dict[str, list[Window]] = {impl.name: [] for impl in impls}
+    for repeat in range(args.repeats):
+        warmup = args.warmup if repeat == 0 else 0
+        timers = {
+            impl.name: IterationTimer(synchronize, warmup, clock=clocks[impl.name])
+            for impl in impls
+        }
 
-    for impl in impls:
-        alone(impl.name, timers[impl.name].start)()
-    for _ in range(args.warmup + args.iters):
         for impl in impls:
-            alone(impl.name, functools.partial(iteration, impl))()
-    return {name: timer.window() for name, timer in timers.items()}
+            alone(impl.name, timers[impl.name].start)()
+        for _ in range(warmup + args.iters):
+            for impl in impls:
+                timed = functools.partial(_iteration, impl, timers[impl.name], step, args.batch)
+                alone(impl.name, timed)()
+        for name, timer in timers.items():
+            windows[name].append(timer.window())
+    return windows
 
 
 def _records(
@@ -149,10 +191,10 @@ def _records(
     index: int,
     impls: list[Impl],
     batch: Batch,
-    windows: dict[str, Window],
+    windows: dict[str, list[Window]],
 ) -> dict[str, dict]:
     """One record per impl, written like train's and infer's; returns them by impl."""
-    cfg = impl_config(args.model, not args.different_weights)
+    cfg = impl_config(args.model, not args.different_weights, args.channels_last, args.compile)
     records = {}
     for impl in impls:
         gflops, why = try_count_gflops(impl, batch, args.mode)  # after every timed iteration
@@ -174,6 +216,8 @@ def _records(
             weights="random, shared" if not args.different_weights else "random, own init",
             config_hash=config_hash(cfg),
             seed=args.seed,
+            compile=impl.compiled,
+            channels_last=impl.channels_last,
             notes=[why] if why else None,
         )
         record = new_record(adapter, index, **fields)
@@ -188,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_counts(args, ("batch", "warmup", "repeats", "iters"))
     check_results_dir(args.results)
     adapter, index = resolve(args.device, args.precision)
     adapter.set_device(index)
@@ -204,6 +249,9 @@ def _run(args: argparse.Namespace) -> int:
         calibration=torch.stack(batch.images),
         same_weights=not args.different_weights,
         seed=args.seed,
+        channels_last=args.channels_last,
+        compile_backend=compile_backend(adapter) if args.compile else None,
+        peer_channels_last=args.peer_channels_last,
     )
     batch = batch.to(device)
 
@@ -227,6 +275,7 @@ def _run(args: argparse.Namespace) -> int:
     results = {
         name: {
             "images_per_s": r["throughput_img_s"],
+            "repeats_images_per_s": [w.images / w.wall_s for w in windows[name]],
             "step_time_ms": r["step_time_ms"],
             "run_id": r["run_id"],
         }
@@ -234,12 +283,17 @@ def _run(args: argparse.Namespace) -> int:
     }
     ratio = None
     if {"rcnn", "torchvision"} <= set(results):
-        ratio = results["rcnn"]["images_per_s"] / results["torchvision"]["images_per_s"]
+        # paired by repeat: both impls' windows of a repeat ran interleaved, under one load
+        ours, peer = (results[n]["repeats_images_per_s"] for n in ("rcnn", "torchvision"))
+        ratio = spread([a / b for a, b in zip(ours, peer, strict=True)])
+    modes = (("channels-last", args.channels_last), ("compiled", args.compile))
+    modes = [m for m, on in modes if on]
+    peer_layout = ", peer channels-last" if args.peer_channels_last else ""
     setup = (
         f"{args.model} {args.mode} batch {args.batch} {format_size(args.size)} "
-        f"{args.precision} {adapter.name}, "
-        f"{torch.get_num_threads()} threads, {args.iters} iters after {args.warmup} warm-up, "
-        f"{args.clock} clock"
+        f"{args.precision} {adapter.name}, ours {' '.join(modes) or 'eager'}{peer_layout}, "
+        f"{torch.get_num_threads()} threads, {args.repeats} x {args.iters} iters after "
+        f"{args.warmup} warm-up, {args.clock} clock"
     )
     if args.json:
         print(
@@ -251,8 +305,12 @@ def _run(args: argparse.Namespace) -> int:
     print(setup)
     for name, r in results.items():
         p50 = r["step_time_ms"]["p50"]
-        print(f"  {name:<12} {r['images_per_s']:8.3f} img/s   p50 {p50:9.1f} ms")
+        each = ", ".join(f"{v:.3f}" for v in r["repeats_images_per_s"])
+        print(f"  {name:<12} {r['images_per_s']:8.3f} img/s   p50 {p50:9.1f} ms   repeats: {each}")
     if ratio is not None:
-        print(f"  ratio rcnn/torchvision (images/s): {ratio:.3f}")
+        print(
+            f"  ratio rcnn/torchvision (images/s): median {ratio['median']:.3f}, "
+            f"min {ratio['min']:.3f}, max {ratio['max']:.3f} over {args.repeats} repeats"
+        )
     print(f"  records in {args.results}: {', '.join(r['run_id'] for r in records.values())}")
     return 0

@@ -201,10 +201,14 @@ def command_line(verb: str, args: argparse.Namespace, options: Iterable[str] = (
     return shlex.join(["python", "-m", "benchmark", verb, *argv])
 
 
-def check_counts(args: argparse.Namespace) -> None:
-    for name in ("batch", "warmup", "repeats", "nodes"):
+COUNTS = ("batch", "warmup", "repeats", "nodes", "iters")
+
+
+def check_counts(args: argparse.Namespace, names: Iterable[str] = COUNTS) -> None:
+    """One UsageError for the first count below its floor (0 for --warmup, else 1); an --iters
+    of None means 'one pass' and is fine."""
+    for name in names:
         low = 0 if name == "warmup" else 1
-        if getattr(args, name) < low:
-            raise UsageError(f"--{name} must be >= {low}, got {getattr(args, name)}")
-    if args.iters is not None and args.iters < 1:
-        raise UsageError(f"--iters must be >= 1, got {args.iters}")
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise UsageError(f"--{name} must be >= {low}, got {value}")

@@ -25,7 +25,8 @@ def test_compare_runs_both_impls_on_the_same_inputs(capsys, tmp_path):
     finally:
         torch.set_num_threads(threads)
     out = json.loads(capsys.readouterr().out)
-    assert out["setup"].startswith(f"{MODEL} infer batch 1 64x96 fp32 cpu, 1 threads, 2 iters")
+    setup = f"{MODEL} infer batch 1 64x96 fp32 cpu, ours eager, 1 threads, 1 x 2 iters"
+    assert out["setup"].startswith(setup)
     results = out["results"]
     assert list(results) == ["rcnn", "torchvision"]
     for r in results.values():
@@ -35,7 +36,7 @@ def test_compare_runs_both_impls_on_the_same_inputs(capsys, tmp_path):
         assert r["images_per_s"] == pytest.approx(1000 / r["step_time_ms"]["mean"], rel=1e-6)
         assert 0 < p50 <= r["step_time_ms"]["p99"]
     ratio = results["rcnn"]["images_per_s"] / results["torchvision"]["images_per_s"]
-    assert out["ratio_rcnn_over_torchvision"] == pytest.approx(ratio)
+    assert out["ratio_rcnn_over_torchvision"]["median"] == pytest.approx(ratio)
 
 
 def test_a_config_without_a_torchvision_peer_is_one_line_exit_2(capsys):
@@ -88,3 +89,61 @@ def test_compare_runs_in_bf16_on_cpu(capsys, tmp_path):
     assert " bf16 " in out["setup"]
     (record,), _ = read_records([tmp_path])
     assert (record["impl"], record["precision"], record["status"]) == ("torchvision", "bf16", "ok")
+
+
+def test_repeats_give_a_median_ratio_and_every_window_in_the_record(capsys, tmp_path):
+    argv = ["compare", *SMALL, "--repeats", "3", "--channels-last", "--json"]
+    assert main([*argv, "--results", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "ours channels-last, " in out["setup"] and "3 x 2 iters" in out["setup"]
+    results = out["results"]
+    ours, peer = (results[n]["repeats_images_per_s"] for n in ("rcnn", "torchvision"))
+    assert len(ours) == len(peer) == 3
+    ratios = sorted(a / b for a, b in zip(ours, peer, strict=True))
+    ratio = out["ratio_rcnn_over_torchvision"]
+    assert ratio["median"] == pytest.approx(ratios[1])
+    assert (ratio["min"], ratio["max"]) == pytest.approx((ratios[0], ratios[2]))
+    records, _ = read_records([tmp_path])
+    by_impl = {r["impl"]: r for r in records}
+    assert (by_impl["rcnn"]["channels_last"], by_impl["torchvision"]["channels_last"]) == (
+        True,
+        False,
+    )
+    assert by_impl["rcnn"]["compile"] is False
+    for name, r in by_impl.items():
+        assert (r["repeats"], r["measured_iters"]) == (3, 6)
+        assert r["throughput_img_s"] == pytest.approx(
+            sorted(results[name]["repeats_images_per_s"])[1]
+        )
+        spread = r["throughput_spread"]
+        assert (spread["min"], spread["max"]) == pytest.approx(
+            (min(results[name]["repeats_images_per_s"]), max(results[name]["repeats_images_per_s"]))
+        )
+
+
+def test_the_peer_can_run_channels_last_and_gives_the_same_detections():
+    from benchmark.impls import build_impls, synthetic_batch
+
+    batch = synthetic_batch(1, 64, 96, 81)
+    calibration = torch.stack(batch.images)
+    built = {
+        layout: build_impls(
+            MODEL, ["torchvision"], (64, 96), calibration, peer_channels_last=layout
+        )[0]
+        for layout in (False, True)
+    }
+    assert built[True].channels_last and not built[False].channels_last
+    conv = built[True].model.backbone.body.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    for impl in built.values():
+        impl.model.eval()
+    with torch.inference_mode():
+        plain, last = (built[k].infer(batch)[0] for k in (False, True))
+    torch.testing.assert_close(last["boxes"], plain["boxes"], atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("flag", ["--repeats", "--iters"])
+def test_counts_below_one_are_one_line(capsys, flag):
+    assert main(["compare", *SMALL, flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {flag} must be >= 1, got 0\n"
