@@ -41,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mlu, npu, ...")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per case (median)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    p.add_argument(
+        "--case",
+        action="append",
+        dest="cases",
+        metavar="TEXT",
+        help="time only the cases whose op or description contains TEXT (repeat for more)",
+    )
     add_threads_argument(p)
     p.set_defaults(func=run)
 
@@ -210,9 +217,21 @@ def _format_ms(ms: float | None) -> str:
     return f"{ms:.2f}" if ms >= 1 else f"{ms:.4f}"  # sub-millisecond cases keep 3 digits
 
 
+def selected(texts: list[str] | None) -> list[Case]:
+    """The cases whose op name or label contains one of `texts` (all with none)."""
+    if not texts:
+        return list(CASES)
+    chosen = [c for c in CASES if any(t in c.name or t in c.label for t in texts)]
+    if not chosen:
+        known = "; ".join(f"{c.name}: {c.label}" for c in CASES)
+        raise UsageError(f"--case {' / '.join(texts)} matches no case; cases: {known}")
+    return chosen
+
+
 def run(args: argparse.Namespace) -> int:
     if args.repeats < 1 or args.warmup < 0:
         raise UsageError("--repeats must be >= 1 and --warmup >= 0")
+    selected(args.cases)  # a bad filter fails before the device is touched
     with host_threads(args.threads):
         return _run(args)
 
@@ -233,7 +252,7 @@ def _run(args: argparse.Namespace) -> int:
         adapter.synchronize(index)
 
     rows = []
-    for case in CASES:
+    for case in selected(args.cases):
         run_case = case.make(device)
         kernel_ms, agree = None, "n/a"
         native_run = partial(run_case, getattr(native, case.name))

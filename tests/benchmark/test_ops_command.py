@@ -57,3 +57,24 @@ def test_realistic_cases_build_on_cpu():
     assert (boxes[:, 2:] >= boxes[:, :2]).all()
     levels = ops._fpn_level(ops._rois(2048, 4, seed=9))
     assert set(levels.tolist()) == {0, 1, 2, 3}  # the box head case spans P2-P5
+
+
+def test_case_filter_times_only_the_matching_cases(monkeypatch, capsys):
+    small = [
+        ops.Case("nms", "nms", "tiny nms", ops._nms_case(50, 0.7)),
+        ops.Case("roi_pool", "roi_pool", "tiny roi_pool", _tiny_pool),
+    ]
+    monkeypatch.setattr(ops, "CASES", small)
+    assert ops.run(parse(["--device", "cpu", "--repeats", "1", "--case", "pool"])) == 0
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert "roi_pool" in rows and "nms" not in rows
+    assert [c.label for c in ops.selected(["nms", "roi_pool"])] == ["tiny nms", "tiny roi_pool"]
+
+
+def test_a_case_filter_that_matches_nothing_is_one_line(capsys):
+    from benchmark.__main__ import main
+
+    assert main(["ops", "--device", "cpu", "--case", "gemm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --case gemm matches no case; cases: nms: 2000 RPN")
+    assert err.count("\n") == 1
