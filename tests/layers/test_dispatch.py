@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 
+from rcnn.device.cpu import CpuAdapter
 from rcnn.layers import (
     KernelUnavailableError,
     dispatch,
@@ -23,6 +24,16 @@ from rcnn.layers import (
 )
 
 CPU = torch.device("cpu")
+CPU_NATIVE_OPS = CpuAdapter.native_ops
+
+
+@pytest.fixture(autouse=True)
+def kernel_preferred(monkeypatch):
+    """The preflight mechanics below show on this CPU only with its adapter's preference for
+    the native roi ops set aside; test_the_adapter_s_faster_native_ops_win_in_auto restores it."""
+    monkeypatch.setattr(CpuAdapter, "native_ops", frozenset())
+
+
 BOXES = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30.0]])
 SCORES = torch.tensor([0.9, 0.8, 0.7])
 FEATURES = torch.randn(1, 2, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -56,6 +67,18 @@ def test_auto_uses_the_kernel_on_this_cpu_and_records_it():
     roi_align(FEATURES, ROIS, 2, 1.0, 2)
     assert kernels_used() == {"nms": "kernel", "roi_align": "kernel"}
     assert preflight_reasons("cpu")["roi_pool"] == "kernel (preflight passed)"
+
+
+def test_the_adapter_s_faster_native_ops_win_in_auto(ops_mode, monkeypatch):
+    monkeypatch.setattr(CpuAdapter, "native_ops", CPU_NATIVE_OPS)
+    assert sorted(CPU_NATIVE_OPS) == ["roi_align", "roi_pool"]  # measured faster; nms is not
+    assert preflight(CPU) == {"nms": "kernel", "roi_align": "native", "roi_pool": "native"}
+    reason = "native (kernel ok, native faster on cpu (RCNN_OPS=kernel: kernel))"
+    assert preflight_reasons(CPU)["roi_align"] == reason
+    roi_align(FEATURES, ROIS, 2, 1.0, 2)
+    assert kernels_used() == {"roi_align": "native"}
+    ops_mode("kernel")
+    assert preflight(CPU) == {"nms": "kernel", "roi_align": "kernel", "roi_pool": "kernel"}
 
 
 def test_native_forced_never_loads_the_kernel(ops_mode, monkeypatch):

@@ -60,6 +60,9 @@ class DeviceAdapter:
     # what peak_memory_mb measures, for the record: tensors the caching allocator handed out
     peak_memory_kind: str = "allocated_tensors"
     compile_backend: str | None = None  # the torch.compile backend that generates its code
+    # Detection ops whose native (plain torch) version `benchmark ops` measured faster than the
+    # device's kernel: RCNN_OPS=auto runs them natively here, RCNN_OPS=kernel still forces it.
+    native_ops: frozenset[str] = frozenset()
 
     # -- capabilities a plug-in may lack ----------------------------------------------------
 

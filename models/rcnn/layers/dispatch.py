@@ -3,7 +3,8 @@
 The kernel is whatever `torchvision.ops` runs on the device: torchvision's own C++/CUDA kernels
 or one a vendor plug-in registers under the torchvision ops. It is used when torchvision imports
 and a tiny preflight call on the device runs and agrees with the native op; otherwise the native
-op runs. Capability is discovered by running, never by the device's name.
+op runs. Capability is discovered by running, never by the device's name. Speed is the device
+adapter's word: an op in its `native_ops` (measured faster natively) runs natively in auto mode.
 
 `RCNN_OPS=auto|kernel|native` (default auto) forces the choice; a forced kernel that cannot run
 raises KernelUnavailableError naming the op, the device and why.
@@ -96,9 +97,22 @@ def choose(op: str, device: torch.device) -> Choice:
                 f"{ENV}=kernel, but {op} has no working kernel on {device}: {why}. "
                 f"Unset {ENV} (or set {ENV}=native) to run the native op"
             )
+        if usable and forced == "auto" and op in _faster_natively(device):
+            # The adapter measured the native op faster here: the kernel stays a forced choice.
+            usable, why = False, f"kernel ok, native faster on {device.type} ({ENV}=kernel: kernel)"
         choice = Choice("kernel" if usable else "native", why)
     _choices[key] = choice
     return choice
+
+
+def _faster_natively(device: torch.device) -> frozenset[str]:
+    """The ops the device's adapter measured faster natively (none for an unknown device)."""
+    from rcnn.device.registry import get_adapter
+
+    try:
+        return get_adapter(device.type).native_ops
+    except Exception:  # a device without an adapter here still runs its ops
+        return frozenset()
 
 
 def implementation(name: str, device: torch.device) -> Callable:
