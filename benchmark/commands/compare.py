@@ -45,6 +45,7 @@ from benchmark.workload.args import (
 from benchmark.workload.lookup import config_hash
 from rcnn.device import PRECISIONS, DeviceAdapter, resolve
 from rcnn.engine.run import compile_backend
+from rcnn.layers import dispatch
 from rcnn.utils.env import host_threads
 
 
@@ -218,6 +219,8 @@ def _records(
             seed=args.seed,
             compile=impl.compiled,
             channels_last=impl.channels_last,
+            # ours goes through the dispatcher; the peer calls torchvision's kernels itself
+            ops=dispatch.kernels_used() if impl.name == "rcnn" else None,
             notes=[why] if why else None,
         )
         record = new_record(adapter, index, **fields)
@@ -234,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     check_counts(args, ("batch", "warmup", "repeats", "iters"))
     check_results_dir(args.results)
+    dispatch.reset()  # the record's `ops` says what this run's model ran
     adapter, index = resolve(args.device, args.precision)
     adapter.set_device(index)
     adapter.configure_precision(args.precision)

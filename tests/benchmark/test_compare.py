@@ -110,6 +110,9 @@ def test_repeats_give_a_median_ratio_and_every_window_in_the_record(capsys, tmp_
         False,
     )
     assert by_impl["rcnn"]["compile"] is False
+    # the CPU adapter runs roi_align natively (measured faster); nms stays on the kernel
+    assert by_impl["rcnn"]["ops"] == {"nms": "kernel", "roi_align": "native"}
+    assert by_impl["torchvision"]["ops"] is None
     for name, r in by_impl.items():
         assert (r["repeats"], r["measured_iters"]) == (3, 6)
         assert r["throughput_img_s"] == pytest.approx(
