@@ -7,17 +7,22 @@
 The parent resolves the device and precision, builds the workload (config and data) so that
 user errors stop before any process starts, then starts torchrun with its own environment (the
 adapter's visible-devices variable included). Workers measure; rank 0 writes the one record
-under the run id the parent chose. A run that dies before rank 0 could write still gets a
-failed record, from the parent. Multi-node: the same command on every node with --nodes,
---node-rank, --master-addr and --master-port.
+under the run id the parent chose. The parent decides how the run ended: stopped itself ->
+interrupted; a rank killed -> failed, naming the rank, its host and the signal, over whatever a
+surviving worker wrote; a run that died before rank 0 could write still gets a failed record.
+Multi-node: the same command on every node with --nodes, --node-rank, --master-addr and
+--master-port.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import logging
 import os
+import re
+import signal
 import subprocess
 import sys
 import traceback
@@ -25,7 +30,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from benchmark.errors import USER_ERRORS, UsageError
-from benchmark.record import check_results_dir, complete_run, new_run_id, save_run, status_of
+from benchmark.record import (
+    check_results_dir,
+    complete_run,
+    drop_run,
+    new_run_id,
+    save_run,
+    status_of,
+)
 from benchmark.workload.args import check_counts, command_line, to_argv
 from benchmark.workload.build import Workload, build_workload, cards_per_node
 from rcnn.device import resolve
@@ -77,11 +89,6 @@ def worker_env(cards: int) -> dict[str, str]:
     return env
 
 
-def _rank() -> int:
-    """This process's global rank, known from torchrun's environment before any group exists."""
-    return int(os.environ.get("RANK", "0"))
-
-
 class _LogCapture:
     """The run's log: what the `rcnn` loggers say on this process, kept for log.txt."""
 
@@ -93,8 +100,8 @@ class _LogCapture:
         )
 
     def start(self) -> None:
-        setup_logger("rcnn", None, _rank())
-        if _rank() == 0:
+        setup_logger("rcnn", None, comm.torchrun_rank())
+        if comm.torchrun_rank() == 0:
             logging.getLogger("rcnn").addHandler(self.handler)
 
     def text(self) -> str:
@@ -148,6 +155,7 @@ def execute(
         "global_batch": args.batch * (args.cards if isinstance(args.cards, int) else 1),
         "command": command_line(verb, args, options),
     }
+    rank = comm.torchrun_rank()
     log = _LogCapture()
     log.start()
     warn_if_busy()
@@ -178,22 +186,30 @@ def execute(
         measured = measure(workload, args)
         comm.shutdown()
     except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt) and args.worker and comm.launched_by_torchrun():
+            # torchrun SIGTERMs every worker when one dies as when it is stopped: the
+            # launcher, which knows which, records the run (this line goes to workers.log)
+            print(
+                f"rank {rank}: {interrupted_line(exc)}, by torchrun",
+                file=sys.stderr,
+            )
+            return EXIT["interrupted"]
         status = status_of(exc)
         if isinstance(exc, (*USER_ERRORS, KeyboardInterrupt)):
             message = interrupted_line(exc) if isinstance(exc, KeyboardInterrupt) else one_line(exc)
-        elif _rank() == 0:  # the traceback goes to the run's log.txt, never to the console
+        elif rank == 0:  # the traceback goes to the run's log.txt, never to the console
             log.buffer.write(traceback.format_exc())
             message = f"{type(exc).__name__}: {one_line(exc)} (traceback in {run_dir / 'log.txt'})"
         else:  # only rank 0 keeps a log: another rank's traceback gets a file of its own
-            message = unexpected_message(exc, f"rank{_rank()}", str(run_dir))
-        if _rank() == 0:
+            message = unexpected_message(exc, f"rank{rank}", str(run_dir))
+        if rank == 0:
             # the run's own error is said first, whatever happens to its record
             print(f"error: {message}", file=sys.stderr)
             _, why = save_run(results, fields, exc, adapter, log.text())
             if why:
                 print(f"error: {why}", file=sys.stderr)
         else:
-            print(f"error (rank {_rank()}): {message}", file=sys.stderr)
+            print(f"error (rank {rank}): {message}", file=sys.stderr)
         return EXIT["interrupted"] if status == "interrupted" else exit_code(status, exc)
     if measured is None:  # not rank 0: rank 0 writes the record
         return 0
@@ -235,41 +251,128 @@ def _launch(
         text=True,
         errors="replace",
     )
-    interrupted = False
+    stop: KeyboardInterrupt | None = None
+    said: list[str] = []  # the workers' own one-line errors, held until the run's end is known
+    report: list[str] = []  # everything else: torchrun's failure report, tracebacks
     with open(workers_log, "a", encoding="utf-8") as kept:
         try:
-            _split_worker_stderr(proc.stderr, kept)
+            _split_worker_stderr(proc.stderr, kept, said, report)
         except KeyboardInterrupt as err:  # a terminal's Ctrl-C reached torchrun too
-            interrupted = True
+            stop = err
             if isinstance(err, StopSignal):  # a SIGTERM did not: pass it on
                 proc.send_signal(err.signum)
-            _split_worker_stderr(proc.stderr, kept)
+            _split_worker_stderr(proc.stderr, kept, said, report)
         code = proc.wait()
-    if args.node_rank != 0 or complete_run(args.results, args.run_id):
-        return EXIT["interrupted"] if interrupted else code
-    # the workers died before rank 0 could record: the parent says so, in one line
-    if interrupted:
-        exc: BaseException = KeyboardInterrupt("interrupted before rank 0 could record")
-    else:
-        exc = RuntimeError(
-            f"torchrun exited with code {code} before rank 0 wrote the record "
-            f"(a worker was killed or crashed); the workers' stderr is in {workers_log}"
-        )
-    print(f"error: {one_line(exc)}", file=sys.stderr)
-    _, why = save_run(args.results, fields, exc)
+        kept.writelines(said)
+    return conclude_run(
+        args, fields, code, stop, parse_failures("".join(report)), said, workers_log
+    )
+
+
+def conclude_run(
+    args: argparse.Namespace,
+    fields: dict,
+    code: int,
+    stop: KeyboardInterrupt | None,
+    failures: list[Failure],
+    said: list[str],
+    workers_log: Path,
+) -> int:
+    """The run's final status, decided here: only the launcher knows why its workers ended.
+
+    Stopped itself -> interrupted (a record the workers finished stands). A rank killed by a
+    signal -> failed, naming it, over whatever a survivor wrote (torchrun SIGTERMs survivors,
+    and a survivor's collective fails first with the transport's text). A rank that exited
+    with an error -> its own record stands, else a failed one naming the rank."""
+    results, run_id = args.results, args.run_id
+    recorded = args.node_rank == 0 and complete_run(results, run_id)
+    killed = [f for f in failures if f.signal]
+    exc: BaseException | None = None
+    if stop is not None:
+        if not recorded:
+            exc = stop
+    elif killed:
+        exc = RankLost(killed[0].describe())
+    elif code != 0 and not recorded:
+        exc = RankLost(_exited(failures, said, code, workers_log))
+    elif code == 0 and args.node_rank == 0 and not recorded:
+        exc = RuntimeError(f"the workers ended well but rank 0 wrote no record ({workers_log})")
+    status = EXIT["interrupted"] if stop is not None else code
+    if exc is None:
+        sys.stderr.writelines(said)  # the workers' records stand, and so do their lines
+        return status
+    print(f"error: {interrupted_line(exc) if stop else one_line(exc)}", file=sys.stderr)
+    drop_run(results, run_id)  # a worker's record of the same run says less than this one
+    _, why = save_run(results, fields, exc)
     if why:
         print(f"error: {why}", file=sys.stderr)
-    return EXIT["interrupted"] if interrupted else (code or EXIT["failed"])
+    return status or EXIT["failed"]
 
 
-def _split_worker_stderr(stream, kept) -> None:
-    """The workers' own one-line errors go to the console; everything else (torchrun's and
-    gloo's tracebacks, warnings) to the run's workers.log."""
+def _exited(failures: list[Failure], said: list[str], code: int, workers_log: Path) -> str:
+    """Why torchrun failed when no rank was killed: the first failed rank and its own line."""
+    if not failures:
+        return f"torchrun exited with code {code} before rank 0 wrote the record ({workers_log})"
+    first = failures[0]
+    own = next((line for line in said if f"(rank {first.rank})" in line), "")
+    detail = own.split(":", 1)[1].strip() if own else f"its stderr is in {workers_log}"
+    return f"{first.describe()}: {detail}"
+
+
+class RankLost(RuntimeError):
+    """A worker process of the run died or failed; the message names its rank and node."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """One failed worker from torchrun's failure report."""
+
+    rank: int
+    host: str
+    exitcode: int
+
+    @property
+    def signal(self) -> str | None:
+        if self.exitcode >= 0:
+            return None
+        try:
+            return signal.Signals(-self.exitcode).name
+        except ValueError:
+            return f"signal {-self.exitcode}"
+
+    def describe(self) -> str:
+        if self.signal:
+            return f"rank {self.rank} on {self.host} was killed by {self.signal}"
+        return f"rank {self.rank} on {self.host} exited with code {self.exitcode}"
+
+
+_FAILURE_LINE = re.compile(r"^\s*(host|rank|exitcode)\s*:\s*(\S+)", re.MULTILINE)
+
+
+def parse_failures(report: str) -> list[Failure]:
+    """The failed ranks in torchrun's ChildFailedError report (its format since torch 1.9:
+    `host : H`, `rank : R (local_rank: L)`, `exitcode : C (pid: P)` per failure), root
+    cause first as torchrun lists it last."""
+    found: list[Failure] = []
+    entry: dict[str, str] = {}
+    for key, value in _FAILURE_LINE.findall(report):
+        entry[key] = value
+        if key == "exitcode" and {"host", "rank"} <= set(entry):
+            found.append(Failure(int(entry["rank"]), entry["host"], int(value)))
+            entry = {}
+    unique = list(dict.fromkeys(found))  # torchrun may print the report twice
+    return unique[-1:] + unique[:-1]
+
+
+def _split_worker_stderr(stream, kept, said: list[str], report: list[str]) -> None:
+    """The workers' own one-line errors are held for the console; everything else (torchrun's
+    report and gloo's tracebacks, warnings) goes to the run's workers.log."""
     for line in stream:
         if line.startswith("error"):
-            sys.stderr.write(line)
+            said.append(line)
         else:
             kept.write(line)
+            report.append(line)
 
 
 def summary_line(record: dict) -> str:

@@ -428,6 +428,23 @@ def complete_run(results_dir: str | Path, run_id: str) -> bool:
     return True
 
 
+def drop_run(results_dir: str | Path, run_id: str) -> None:
+    """Remove run `run_id`'s lines from records.jsonl (under its lock, by a rename), so that
+    the record written next for the same run replaces them."""
+    jsonl = Path(results_dir) / RECORDS_FILE
+    if not jsonl.is_file():
+        return
+    lock = os.open(f"{jsonl}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lines = jsonl.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        kept = [line for line in lines if f'"run_id": "{run_id}"' not in line]
+        if len(kept) != len(lines):
+            atomic_write_text(jsonl, "".join(kept))
+    finally:
+        os.close(lock)
+
+
 def write_run(
     results_dir: str | Path,
     record: dict,

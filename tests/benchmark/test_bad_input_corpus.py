@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -317,6 +318,9 @@ def _worker_pid(results: Path, rank: int) -> int | None:
 
 
 def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
+    """Whenever rank 1 dies, the launcher's parent decides: one line and one failed record
+    naming rank 1, its host and the signal, never rank 0's `interrupted` (torchrun's SIGTERM)
+    nor its gloo error. When the kill lands does not matter, so the test has no race."""
     results = tmp_path / "results"
     args = ["train", *TINY, "--cards", "2", "--batch", "1", "--iters", "100000", "--warmup", "0"]
     proc = _bench(args, results)
@@ -327,17 +331,17 @@ def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
             victim = _worker_pid(results, 1)
             time.sleep(0.2)
-        time.sleep(3)  # the workers are inside the run
+        time.sleep(3)  # most often inside the run; any moment must give the same answer
         os.kill(victim, signal.SIGKILL)
         _, err = proc.communicate(timeout=300)
     finally:
         _kill_all(proc)
-    assert proc.returncode != 0
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines and all(line.startswith("error") for line in lines), err[-3000:]
-    assert "Traceback" not in err
+    assert proc.returncode == 1
+    lost = f"rank 1 on {socket.getfqdn()} was killed by SIGKILL"
+    assert _one_line(err) == f"error: {lost}"
     records, problems = read_records([results])
     assert problems == [] and len(records) == 1 and records[0]["status"] == "failed"
+    assert records[0]["error"] == f"RankLost: {lost}"
     assert (results / "runs" / records[0]["run_id"] / "workers.log").is_file()
 
 

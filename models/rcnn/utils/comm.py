@@ -32,6 +32,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def torchrun_rank() -> int:
+    """This process's global rank from torchrun's environment, known before any group exists."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def binds_card(adapter: DeviceAdapter) -> bool:
     """Whether the collective runs on the card itself (nccl, hccl, cncl): only those take
     init_process_group's device_id; gloo (or host staging) on a plug-in device refuses it."""
