@@ -53,11 +53,22 @@ def _guard(body, tool: str) -> int:
         print(f"error: {one_line(err)}; the last good checkpoint is kept", file=sys.stderr)
         return 3
     except KeyboardInterrupt as err:
-        print(interrupted_line(err), file=sys.stderr)
+        print(_stopped_line(err), file=sys.stderr)
         return 130
     except Exception as err:  # the boundary: anything else is a bug, reported with its traceback
         print(f"error: {unexpected_message(err, tool)}", file=sys.stderr)
         return 1
+
+
+def _stopped_line(err: KeyboardInterrupt) -> str:
+    """'interrupted (...)' for a user's stop. Under torchrun a SIGTERM comes from torchrun, which
+    stops every worker when one fails as when it is stopped: the worker claims no interruption,
+    torchrun's report names the cause."""
+    line = interrupted_line(err)
+    if not (comm.launched_by_torchrun() and line.startswith("interrupted (SIGTERM)")):
+        return line
+    kept = line.removeprefix("interrupted (SIGTERM)")
+    return f"rank {comm.torchrun_rank()}: stopped by torchrun (SIGTERM){kept}"
 
 
 def main_train(args: argparse.Namespace) -> int:
