@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import traceback
@@ -52,6 +53,8 @@ logger = logging.getLogger("rcnn.bench")
 
 # measure(workload, args) -> record fields on rank 0, None on other ranks
 Measure = Callable[[Workload, argparse.Namespace], "dict | None"]
+# prepare(verb, args, cards per node, run folder, config overrides) -> what the run works on
+Prepare = Callable[[str, argparse.Namespace, int, Path, tuple], Workload]
 
 
 def torchrun_command(
@@ -134,25 +137,31 @@ def execute(
     options: Iterable[str] = (),
     extra: Iterable[str] = (),
     check: Callable[[argparse.Namespace], None] | None = None,
+    prepare: Prepare = build_workload,
 ) -> int:
     """The lifecycle of one measured run; see the module docstring. Returns the exit code.
 
     `options`: the verb's own option names (carried to workers); `extra`: its config overrides;
-    `check`: its argument checks (raise UsageError)."""
+    `check`: its argument checks (raise UsageError); `prepare`: what the run works on (the
+    model's workload, or the comm verb's message sizes)."""
     options, extra = tuple(options), tuple(extra)
+    if args.run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.run_id):
+        raise UsageError(f"--run-id {args.run_id!r}: letters, digits, '.', '_' and '-' only")
     args.run_id = args.run_id or new_run_id()
     results = check_results_dir(args.results)
     run_dir = results / "runs" / args.run_id
     fields: dict = {
         "run_id": args.run_id,
         "mode": verb,
-        "model": Path(args.model).stem,
+        "model": Path(args.model).stem if args.model else verb,
         "device_type": args.device.partition(":")[0],
         "precision": args.precision,
         "cards": args.cards if isinstance(args.cards, int) else 1,
         "nodes": args.nodes,
+        "node_rank": args.node_rank if args.nodes > 1 else None,
         "batch_per_card": args.batch,
-        "global_batch": args.batch * (args.cards if isinstance(args.cards, int) else 1),
+        "global_batch": args.batch
+        and args.batch * (args.cards if isinstance(args.cards, int) else 1),
         "command": command_line(verb, args, options),
     }
     rank = comm.torchrun_rank()
@@ -168,13 +177,13 @@ def execute(
         fields["device_type"] = adapter.name
         cards = cards_per_node(args, adapter)
         world = cards * args.nodes
-        fields.update(cards=world, global_batch=args.batch * world)
+        fields.update(cards=world, global_batch=args.batch and args.batch * world)
         if world > 1 and ":" in args.device:
             raise UsageError(
                 f"--device {args.device}: a multi-card run picks its cards by "
                 f"rank; name the device without an index, e.g. {adapter.name}"
             )
-        workload = build_workload(verb, args, cards, run_dir, extra)
+        workload = prepare(verb, args, cards, run_dir, extra)
         fields.update(workload.record_fields())
         if world > 1 and not args.worker:
             args.cards = cards
@@ -184,8 +193,13 @@ def execute(
             if expected != world:
                 raise UsageError(f"torchrun started {expected} processes for {world} cards")
         measured = measure(workload, args)
+        fields.update(_group_fields(adapter))
         comm.shutdown()
     except (Exception, KeyboardInterrupt) as exc:
+        fields.update(_group_fields(adapter))
+        lost = comm.lost_peer(exc)
+        if lost is not None:  # the transport's text does not say who went away; this does
+            exc = RankLost(lost)
         if isinstance(exc, KeyboardInterrupt) and args.worker and comm.launched_by_torchrun():
             # torchrun SIGTERMs every worker when one dies as when it is stopped: the
             # launcher, which knows which, records the run (this line goes to workers.log)
@@ -195,7 +209,7 @@ def execute(
             )
             return EXIT["interrupted"]
         status = status_of(exc)
-        if isinstance(exc, (*USER_ERRORS, KeyboardInterrupt)):
+        if isinstance(exc, (*USER_ERRORS, KeyboardInterrupt, RankLost)):
             message = interrupted_line(exc) if isinstance(exc, KeyboardInterrupt) else one_line(exc)
         elif rank == 0:  # the traceback goes to the run's log.txt, never to the console
             log.buffer.write(traceback.format_exc())
@@ -214,7 +228,8 @@ def execute(
     if measured is None:  # not rank 0: rank 0 writes the record
         return 0
     record = {**fields, **measured}
-    _, why = save_run(results, record, None, adapter, log.text(), workload.cfg.dump())
+    config = workload.cfg.dump() if workload.cfg is not None else None
+    _, why = save_run(results, record, None, adapter, log.text(), config)
     if why:
         print(f"error: {why}", file=sys.stderr)
         return EXIT["failed"]
@@ -223,6 +238,17 @@ def execute(
         print(f"error: {record.get('error')}", file=sys.stderr)
         return EXIT.get(record["status"], EXIT["failed"])
     return 0
+
+
+def _group_fields(adapter) -> dict:
+    """A multi-process run's hosts (every rank's node and hostname), backend and rendezvous."""
+    if not comm.is_dist() or adapter is None:
+        return {}
+    return {
+        "hosts": comm.peers(),
+        "collective_backend": comm.collective_backend(adapter),
+        "rendezvous": comm.rendezvous_endpoint(),
+    }
 
 
 def _launch(
@@ -265,7 +291,13 @@ def _launch(
         code = proc.wait()
         kept.writelines(said)
     return conclude_run(
-        args, fields, code, stop, parse_failures("".join(report)), said, workers_log
+        args,
+        fields,
+        code,
+        stop,
+        parse_failures("".join(report), socket.gethostname()),
+        said,
+        workers_log,
     )
 
 
@@ -346,20 +378,22 @@ class Failure:
         return f"rank {self.rank} on {self.host} exited with code {self.exitcode}"
 
 
-_FAILURE_LINE = re.compile(r"^\s*(host|rank|exitcode)\s*:\s*(\S+)", re.MULTILINE)
+_FAILURE_LINE = re.compile(r"^\s*(rank|exitcode)\s*:\s*(-?\d+)", re.MULTILINE)
 
 
-def parse_failures(report: str) -> list[Failure]:
+def parse_failures(report: str, host: str) -> list[Failure]:
     """The failed ranks in torchrun's ChildFailedError report (its format since torch 1.9:
-    `host : H`, `rank : R (local_rank: L)`, `exitcode : C (pid: P)` per failure), root
-    cause first as torchrun lists it last."""
+    `rank : R (local_rank: L)`, `exitcode : C (pid: P)` per failure), root cause first as
+    torchrun lists it last. `host`: this node's name as the records write it (torchrun's
+    own `host` line is its FQDN, often just 'localhost')."""
     found: list[Failure] = []
-    entry: dict[str, str] = {}
+    rank: str | None = None
     for key, value in _FAILURE_LINE.findall(report):
-        entry[key] = value
-        if key == "exitcode" and {"host", "rank"} <= set(entry):
-            found.append(Failure(int(entry["rank"]), entry["host"], int(value)))
-            entry = {}
+        if key == "rank":
+            rank = value
+        elif rank is not None:
+            found.append(Failure(int(rank), host, int(value)))
+            rank = None
     unique = list(dict.fromkeys(found))  # torchrun may print the report twice
     return unique[-1:] + unique[:-1]
 
@@ -382,6 +416,12 @@ def summary_line(record: dict) -> str:
         f"{record['mode']} {record['model']} on {record['cards']} x {record['device_type']} "
         f"{record['precision']}"
     )
+    if record.get("collectives"):  # the comm verb: its busbw table under the head
+        from benchmark.commands.comm import table
+
+        return f"{head}: {record.get('status', 'ok')} [{record['run_id']}]\n" + table(
+            record["collectives"]
+        )
     if record.get("agreement") is not None:
         numbers = ", ".join(f"{k} {v:.4g}" for k, v in record["agreement"].items() if v is not None)
         return f"{head} vs cpu fp32: {record.get('status', 'ok')}: {numbers} [{record['run_id']}]"

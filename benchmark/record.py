@@ -35,7 +35,7 @@ from rcnn.utils.io import atomic_write_text
 SCHEMA_VERSION = 1
 # skipped: a sweep cell that cannot run; interrupted: stopped by Ctrl-C or a signal
 Status = Literal["ok", "failed", "nan", "oom", "skipped", "interrupted"]
-Mode = Literal["train", "infer", "verify"]  # verify: a device against the CPU
+Mode = Literal["train", "infer", "verify", "comm"]  # verify: a device against the CPU
 STATUSES: tuple[str, ...] = typing.get_args(Status)
 MODES: tuple[str, ...] = typing.get_args(Mode)
 RECORDS_FILE = "records.jsonl"
@@ -59,6 +59,31 @@ class Dataset(TypedDict):
     name: str
     images: int | None
     fingerprint: str | None
+
+
+class Host(TypedDict):
+    rank: int
+    node: int
+    hostname: str
+
+
+class Interconnect(TypedDict):
+    """A short all-reduce before a multi-card window, at the gradient bucket size."""
+
+    backend: str
+    bytes: int
+    busbw_gb_s: float
+    latency_us: float
+
+
+class CollectiveRow(TypedDict):
+    """One collective at one size (the comm verb), as nccl-tests reports it."""
+
+    op: str
+    bytes: int
+    time_us: float
+    algbw_gb_s: float
+    busbw_gb_s: float
 
 
 class _Identity(TypedDict):
@@ -122,6 +147,12 @@ class Record(_Identity, total=False):
     flop_utilisation: float | None  # achieved_tflops / (cards x peak_tflops)
     agreement: dict[str, float | None] | None  # verify: device vs CPU fp32, one number each
     agreement_limits: dict[str, float] | None  # verify: the bound each number had to meet
+    node_rank: int | None  # the node that wrote this record (0: the run's own record)
+    hosts: list[Host] | None  # every rank's node and hostname
+    collective_backend: str | None  # gloo, nccl, ... (host-staged: gloo on a card's copies)
+    rendezvous: str | None  # MASTER_ADDR:MASTER_PORT where the ranks met
+    interconnect: Interconnect | None
+    collectives: list[CollectiveRow] | None  # the comm verb's table
 
 
 FIELDS: dict[str, Any] = typing.get_type_hints(Record)
@@ -258,7 +289,8 @@ def validate(record: Any) -> list[str]:
     status = record.get("status")
     if status in STATUSES and status != "ok" and not record.get("error"):
         problems.append(f"error: a '{status}' record must say why")
-    if status == "ok" and record.get("mode") != "verify" and record.get("throughput_img_s") is None:
+    measures_images = record.get("mode") not in ("verify", "comm")
+    if status == "ok" and measures_images and record.get("throughput_img_s") is None:
         problems.append("throughput_img_s: an 'ok' record must have it")
     return problems
 
@@ -457,7 +489,8 @@ def write_run(
     if problems:
         raise ValueError(f"record {record.get('run_id')} is invalid: {'; '.join(problems)}")
     results = Path(results_dir)
-    run_dir = results / "runs" / record["run_id"]
+    node = record.get("node_rank") or 0  # another node's own record, beside (shared disk)
+    run_dir = results / "runs" / (record["run_id"] + (f".node{node}" if node else ""))
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "record.json", json.dumps(record, indent=2, allow_nan=False) + "\n")
     atomic_write_text(run_dir / "env.json", json.dumps(record.get("env"), indent=2) + "\n")
@@ -547,16 +580,22 @@ def read_records(paths: list[str | Path]) -> tuple[list[dict], list[str]]:
                 bad = validate(record)
                 if bad:
                     problems.append(f"{where}: {'; '.join(bad)}")
-                elif record["run_id"] in seen:
+                elif _node_key(record) in seen:
                     problems.append(
-                        f"{where}: run {record['run_id']} already read at {seen[record['run_id']]}"
+                        f"{where}: run {record['run_id']} already read at {seen[_node_key(record)]}"
                     )
                 else:
-                    seen[record["run_id"]] = where
+                    seen[_node_key(record)] = where
                     records.append(record)
         if path.is_dir():
             _add_unlisted_runs(path, records, seen)
     return records, problems
+
+
+def _node_key(record: dict) -> str:
+    """A run's records: one per run id, and one more per other node that failed on its own."""
+    node = record.get("node_rank") or 0
+    return record["run_id"] if node == 0 else f"{record['run_id']} node {node}"
 
 
 def _add_unlisted_runs(results: Path, records: list[dict], seen: dict[str, str]) -> None:
@@ -566,6 +605,6 @@ def _add_unlisted_runs(results: Path, records: list[dict], seen: dict[str, str])
             record = json.loads(written.read_text(encoding="utf-8"), parse_constant=_no_constant)
         except (OSError, ValueError, RecursionError):
             continue  # a run folder's own file; the run's line, if any, was judged above
-        if not validate(record) and record["run_id"] not in seen:
-            seen[record["run_id"]] = str(written)
+        if not validate(record) and _node_key(record) not in seen:
+            seen[_node_key(record)] = str(written)
             records.append(record)

@@ -238,13 +238,132 @@ def data_bound_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def not_ok_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Every skipped, failed, nan or oom record with its reason."""
+    """Every skipped, failed, nan or oom record with its reason (and, for a multi-node run,
+    what its other nodes' own records said)."""
     bad = df[df["status"] != "ok"]
     cols = ["run_id", "status", "mode", "model", "device_name", "cards", "precision"]
     cols.append("batch_per_card")
     table = bad[cols].copy()
     table["reason"] = [_first_line(e) for e in bad["error"]]
+    if "node_errors" in bad:
+        table["other nodes"] = [
+            "; ".join(_first_line(e) for e in v) if isinstance(v, list) else "-"
+            for v in bad["node_errors"]
+        ]
     return table.rename(columns=LABELS)
+
+
+def join_runs(records: list[dict]) -> list[dict]:
+    """One record per run id: the run's own (node 0's), with `node_errors` holding what the
+    other nodes' own failed records said ('node N: error'); a run whose node 0 left nothing
+    is shown by the first other node's record."""
+    runs: dict[str, list[dict]] = {}
+    for record in records:
+        runs.setdefault(record["run_id"], []).append(record)
+    joined = []
+    for parts in runs.values():
+        parts = sorted(parts, key=lambda r: r.get("node_rank") or 0)
+        head, others = parts[0], parts[1:]
+        if others:
+            errors = [f"node {r.get('node_rank')}: {r.get('error')}" for r in others]
+            head = {**head, "node_errors": errors}
+        joined.append(head)
+    return joined
+
+
+EFFICIENCY_FLAG = 0.70  # a scaling efficiency below this is flagged with its interconnect
+
+
+def scaling_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Weak scaling (same batch per card) over cards and nodes: img/s, efficiency against one
+    card, and the interconnect each count depended on (backend, all-reduce busbw at DDP's
+    bucket size); an efficiency below 70% is flagged with its busbw."""
+    ok = _ok(df, "train")
+    if ok.empty or not (pd.to_numeric(ok["cards"], errors="coerce") > 1).any():
+        return pd.DataFrame()
+    ok = ok.assign(
+        nodes=pd.to_numeric(ok.get("nodes"), errors="coerce").fillna(1).astype(int),
+        busbw=pd.to_numeric(ok.get("interconnect.busbw_gb_s"), errors="coerce"),
+        backend=[_text(v) for v in ok.get("interconnect.backend", [None] * len(ok))],
+    )
+    keys = [*ROW, "precision", "cards", "nodes"]
+    cells = (
+        ok.groupby(keys)
+        .agg(
+            throughput=("throughput_img_s", "median"),
+            busbw=("busbw", "median"),
+            backend=("backend", _kinds),
+            runs=("throughput_img_s", "count"),
+        )
+        .reset_index()
+    )
+    one = cells[(cells["cards"] == 1) & (cells["nodes"] == 1)]
+    one = one.set_index([*ROW, "precision"])["throughput"].rename("one_card")
+    cells = cells.join(one, on=[*ROW, "precision"])
+    cells = cells[cells["cards"] > 1]
+    if cells.empty:
+        return pd.DataFrame()
+    efficiency = cells["throughput"] / (cells["cards"] * cells["one_card"])
+    table = cells[[*keys]].copy()
+    table["img/s"] = cells["throughput"].map(_rate)
+    table["efficiency"] = efficiency.map(lambda v: _num(v * 100, "{:.1f}%"))
+    table["backend"] = cells["backend"]
+    table["busbw GB/s"] = cells["busbw"].map(lambda v: _num(v, "{:.3g}"))
+    table["flag"] = [
+        f"below {EFFICIENCY_FLAG:.0%} at busbw {_num(b, '{:.3g}')} GB/s"
+        if e < EFFICIENCY_FLAG
+        else ""
+        for e, b in zip(efficiency, cells["busbw"], strict=True)
+    ]
+    table["runs"] = cells["runs"]
+    return _order(table, keys).rename(columns=LABELS)
+
+
+def comm_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The comm verb's records: one row per device, cards, nodes, backend, op and size, the
+    median over records; busbw as nccl-tests computes it."""
+    if "collectives" not in df:
+        return pd.DataFrame()
+    runs = df[(df["status"] == "ok") & (df["mode"] == "comm")]
+    rows = [
+        {
+            "device_type": r.device_type,
+            "device_name": r.device_name,
+            "cards": r.cards,
+            "nodes": _text(getattr(r, "nodes", None)),
+            "backend": _text(getattr(r, "collective_backend", None)),
+            **c,
+        }
+        for r in runs.itertuples()
+        if isinstance(r.collectives, list)
+        for c in r.collectives
+    ]
+    if not rows:
+        return pd.DataFrame()
+    keys = ["device_type", "device_name", "cards", "nodes", "backend", "op", "bytes"]
+    cells = (
+        pd.DataFrame(rows)
+        .groupby(keys, sort=False)
+        .agg(
+            time_us=("time_us", "median"),
+            busbw=("busbw_gb_s", "median"),
+            runs=("busbw_gb_s", "count"),
+        )
+        .reset_index()
+    )
+    table = cells[keys].copy()
+    table["bytes"] = cells["bytes"].map(_bytes)
+    table["time us"] = cells["time_us"].map(lambda v: _num(v, "{:.1f}"))
+    table["busbw GB/s"] = cells["busbw"].map(lambda v: _num(v, "{:.3g}"))
+    table["runs"] = cells["runs"]
+    return table.rename(columns=LABELS)
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("G", 2**30), ("M", 2**20), ("K", 2**10)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
 
 
 def notes_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -419,6 +538,7 @@ def build_report(
     for old in plots_dir.glob("*.png"):  # a rebuild must not leave plots of vanished cells
         if old.name.startswith(PLOT_PREFIXES):
             old.unlink()
+    records = join_runs(records)  # a multi-node run's records, one per node, are one run
     df = frame(records)
     scaling, latency = plot_scaling(df, plots_dir), plot_latency(df, plots_dir)
     ok = int((df["status"] == "ok").sum())
@@ -429,6 +549,21 @@ def build_report(
             "No ok training records.",
             "Median over records of a cell. `vs fp32` = img/s / fp32 img/s on the same row; "
             "`eff` = img/s on N cards / (N x img/s on 1 card), same batch per card.",
+        ),
+        _section(
+            "Scaling (weak: same batch per card) and the interconnect",
+            scaling_table(df),
+            "No multi-card training records.",
+            "`efficiency` = img/s on N cards / (N x img/s on 1 card of 1 node); `busbw` = the "
+            "all-reduce probe each run made before its window at DDP's bucket size "
+            "(algbw x 2(n-1)/n, as nccl-tests). On one CPU host this exercises the path, not "
+            "the hardware.",
+        ),
+        _section(
+            "Collectives (`python -m benchmark comm`)",
+            comm_table(df),
+            "No comm records.",
+            "busbw = algbw x 2(n-1)/n (all-reduce) or x (n-1)/n (all-gather), as nccl-tests.",
         ),
         _section(
             "Inference throughput and latency (per batch)",

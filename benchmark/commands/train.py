@@ -68,6 +68,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     session = start_session(workload.cfg)
     adapter, index = session.adapter, session.index
     training = build_training(session, resume=False, checkpoints=False)
+    interconnect = comm.interconnect_probe(adapter, index)  # what a scaling number depends on
     clock = PausableClock()
     timers = RepeatedTimers(
         lambda: adapter.synchronize(index),
@@ -116,6 +117,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         peak_mem_mb=max((p for p in peaks if p is not None), default=None),
         peak_mem_kind=adapter.peak_memory_kind,
         final_loss=last_loss[0] if last_loss else None,
+        interconnect=interconnect,
         ops=kernels_used() or preflight(adapter.torch_device(index)),
         accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,
         time_to_accuracy_s=hook.time_to_accuracy_s,

@@ -141,7 +141,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
         help="results folder (default $RESULTS_DIR or results)",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--run-id", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--run-id", help="the run's id, the same on every node of a multi-node run (default: new)"
+    )
     parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,

@@ -337,7 +337,7 @@ def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
     finally:
         _kill_all(proc)
     assert proc.returncode == 1
-    lost = f"rank 1 on {socket.getfqdn()} was killed by SIGKILL"
+    lost = f"rank 1 on {socket.gethostname()} was killed by SIGKILL"
     assert _one_line(err) == f"error: {lost}"
     records, problems = read_records([results])
     assert problems == [] and len(records) == 1 and records[0]["status"] == "failed"

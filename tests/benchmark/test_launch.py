@@ -154,7 +154,7 @@ benchmark FAILED
 Failures:
 [1]:
   time      : 2026-12-05_07:40:01
-  host      : node-a.example
+  host      : localhost
   rank      : 0 (local_rank: 0)
   exitcode  : 1 (pid: 4242)
   error_file: <N/A>
@@ -163,7 +163,7 @@ Failures:
 Root Cause (first observed failure):
 [0]:
   time      : 2026-12-05_07:40:01
-  host      : node-a.example
+  host      : localhost
   rank      : 1 (local_rank: 1)
   exitcode  : -9 (pid: 4243) {suffix}
   error_file: <N/A>
@@ -174,11 +174,11 @@ Root Cause (first observed failure):
 
 @pytest.mark.parametrize("suffix", ["(SIGKILL)", ""])
 def test_parse_failures_reads_torchruns_report(suffix) -> None:
-    failures = parse_failures("W1205 noise\n" + REPORT.format(suffix=suffix))
+    failures = parse_failures("W1205 noise\n" + REPORT.format(suffix=suffix), "node-a.example")
     assert failures == [Failure(1, "node-a.example", -9), Failure(0, "node-a.example", 1)]
     assert failures[0].describe() == "rank 1 on node-a.example was killed by SIGKILL"
     assert failures[1].describe() == "rank 0 on node-a.example exited with code 1"
-    assert parse_failures("no report here") == []
+    assert parse_failures("no report here", "h") == []
 
 
 def _run_args(tmp_path, node_rank: int = 0) -> tuple[argparse.Namespace, dict]:
@@ -193,7 +193,7 @@ def test_a_killed_rank_replaces_the_survivors_record(tmp_path, capsys) -> None:
     args, fields = _run_args(tmp_path)
     for survivor in (RuntimeError("Connection closed by peer [127.0.0.1]:1"), KeyboardInterrupt()):
         save_run(tmp_path, fields, survivor)
-        failures = parse_failures(REPORT.format(suffix=""))
+        failures = parse_failures(REPORT.format(suffix=""), "node-a.example")
         said = ["error: RuntimeError: Connection closed by peer [127.0.0.1]:1\n"]
         code = conclude_run(args, fields, 1, None, failures, said, tmp_path / "workers.log")
         err = capsys.readouterr().err
