@@ -18,9 +18,9 @@ EXTENSIONLESS = [".ci/run"]  # bash scripts without the .sh suffix
 
 
 def shell_scripts() -> list[str]:
-    """Every tracked or new (not ignored) *.sh file, plus the extensionless scripts."""
+    """Every tracked or new (not ignored) *.sh and *.sbatch file, plus the extensionless ones."""
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.sh"],
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.sh", "*.sbatch"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from benchmark.errors import UsageError
 from benchmark.launch import execute
+from benchmark.workload.args import _cards
 from rcnn.device import resolve
 from rcnn.utils import comm
 
@@ -27,7 +28,7 @@ SPAN_BYTES = 64 * 2**20  # iterations per size: about this many bytes moved, 2..
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("comm", help="all-reduce / all-gather bus bandwidth (one record)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mlu, npu, ...")
-    p.add_argument("--cards", type=int, default=2, help="cards (processes) per node")
+    p.add_argument("--cards", type=_cards, default=2, help="cards (processes) per node, or all")
     p.add_argument("--nodes", type=int, default=1, help="nodes of a multi-node run")
     p.add_argument("--node-rank", type=int, default=0)
     p.add_argument("--master-addr", default="127.0.0.1")
