@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -254,20 +253,6 @@ def test_report_reads_a_run_missing_from_records_jsonl(tmp_path) -> None:
 
 
 # ---- real processes: Ctrl-C and a killed rank ------------------------------------------------
-def _bench(args: list[str], results: Path, **popen) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "RESULTS_DIR"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchmark", *args, "--results", str(results)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**env, "OMP_NUM_THREADS": "1"},
-        start_new_session=True,  # its own process group, so _kill_all reaches torchrun's workers
-        **popen,
-    )
-
-
 def _kill_all(proc: subprocess.Popen) -> None:
     """A run must not outlive its test, whatever the test saw."""
     with contextlib.suppress(ProcessLookupError):
@@ -280,12 +265,12 @@ def _ignore_sigint() -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_stop_signal_leaves_one_interrupted_record(sig, tmp_path) -> None:
+def test_stop_signal_leaves_one_interrupted_record(sig, tmp_path, bench) -> None:
     """Ctrl-C or SIGTERM (torchrun, Slurm, docker stop), even in a process started with SIGINT
     ignored as background jobs are, ends in one line and an `interrupted` record."""
     results = tmp_path / "results"
     args = ["infer", *TINY, "--iters", "100000", "--warmup", "0"]
-    proc = _bench(args, results, preexec_fn=_ignore_sigint)
+    proc = bench(args, results, preexec_fn=_ignore_sigint)
     try:
         while not any(results.rglob("*.jpg")):  # the run has started making its synthetic data
             assert proc.poll() is None, proc.communicate()[1][-2000:]
@@ -303,33 +288,19 @@ def test_stop_signal_leaves_one_interrupted_record(sig, tmp_path) -> None:
     assert records[0]["error"] == f"interrupted ({how})"
 
 
-def _worker_pid(results: Path, rank: int) -> int | None:
-    """The pid of the torchrun worker of `rank` in the run writing to `results`."""
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ours = str(results).encode() in cmdline and b"--worker" in cmdline
-        if ours and f"RANK={rank}".encode() in environ:
-            return int(proc.name)
-    return None
-
-
-def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
+def test_killed_rank_is_one_line_and_one_record(tmp_path, worker_pid, bench) -> None:
     """Whenever rank 1 dies, the launcher's parent decides: one line and one failed record
     naming rank 1, its host and the signal, never rank 0's `interrupted` (torchrun's SIGTERM)
     nor its gloo error. When the kill lands does not matter, so the test has no race."""
     results = tmp_path / "results"
     args = ["train", *TINY, "--cards", "2", "--batch", "1", "--iters", "100000", "--warmup", "0"]
-    proc = _bench(args, results)
+    proc = bench(args, results)
     try:
         deadline = time.monotonic() + 300
         victim = None
         while victim is None:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
-            victim = _worker_pid(results, 1)
+            victim = worker_pid(results, 1)
             time.sleep(0.2)
         time.sleep(3)  # most often inside the run; any moment must give the same answer
         os.kill(victim, signal.SIGKILL)
@@ -345,15 +316,15 @@ def test_killed_rank_is_one_line_and_one_record(tmp_path) -> None:
     assert (results / "runs" / records[0]["run_id"] / "workers.log").is_file()
 
 
-def test_sigterm_to_a_two_card_run_stops_its_workers(tmp_path) -> None:
+def test_sigterm_to_a_two_card_run_stops_its_workers(tmp_path, worker_pid, bench) -> None:
     """SIGTERM reaches the parent only (Ctrl-C reaches the whole process group): the parent
     passes it to torchrun, whose workers record the run as interrupted and exit."""
     results = tmp_path / "results"
     args = ["infer", *TINY, "--cards", "2", "--iters", "100000", "--warmup", "0"]
-    proc = _bench(args, results)
+    proc = bench(args, results)
     try:
         deadline = time.monotonic() + 300
-        while _worker_pid(results, 0) is None or _worker_pid(results, 1) is None:
+        while worker_pid(results, 0) is None or worker_pid(results, 1) is None:
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
             time.sleep(0.2)
         time.sleep(3)  # the workers are inside the run
@@ -363,6 +334,6 @@ def test_sigterm_to_a_two_card_run_stops_its_workers(tmp_path) -> None:
         _kill_all(proc)
     assert proc.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "interrupted" in err, err[-3000:]
-    assert _worker_pid(results, 0) is None and _worker_pid(results, 1) is None
+    assert worker_pid(results, 0) is None and worker_pid(results, 1) is None
     records, problems = read_records([results])
     assert problems == [] and [r["status"] for r in records] == ["interrupted"]

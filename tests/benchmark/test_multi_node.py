@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,6 @@ from pathlib import Path
 from benchmark.record import read_records
 from benchmark.report import build_report
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--model", "faster_rcnn_R_18_FPN_quick", "--device", "cpu", "--size", "64x96"]
 TINY += ["--data", "synthetic:4", "--batch", "1", "--warmup", "1"]
 HOST = socket.gethostname()
@@ -28,40 +26,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def bench(*args: str, results: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "RESULTS_DIR"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "benchmark", *args, "--results", str(results)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**env, "OMP_NUM_THREADS": "1"},
-        start_new_session=True,  # its own process group: the test can end all of it
-    )
-
-
-def two_nodes(tmp_path: Path, run_id: str, *args: str) -> list[subprocess.Popen]:
-    port = str(free_port())
-    return [
-        bench(
-            *args,
-            "--cards",
-            "1",
-            "--nodes",
-            "2",
-            "--node-rank",
-            str(node),
-            "--master-addr",
-            "127.0.0.1",
-            "--master-port",
-            port,
-            "--run-id",
-            run_id,
-            results=tmp_path / f"node{node}",
-        )  # fmt: skip
-        for node in (0, 1)
-    ]
+def two_nodes(bench, tmp_path: Path, run_id: str, *args: str) -> list[subprocess.Popen]:
+    """Node 0 and node 1 of one run, each with its own results folder (as on two hosts)."""
+    rendezvous = ["--master-addr", "127.0.0.1", "--master-port", str(free_port())]
+    shared = [*args, "--cards", "1", "--nodes", "2", *rendezvous, "--run-id", run_id]
+    return [bench([*shared, "--node-rank", str(node)], tmp_path / f"node{node}") for node in (0, 1)]
 
 
 def end_all(procs: list[subprocess.Popen]) -> None:
@@ -71,11 +40,11 @@ def end_all(procs: list[subprocess.Popen]) -> None:
         proc.wait()
 
 
-def test_two_nodes_make_one_record_and_a_scaling_row(tmp_path) -> None:
-    one = bench("train", *TINY, "--iters", "2", results=tmp_path / "node0")
+def test_two_nodes_make_one_record_and_a_scaling_row(tmp_path, bench) -> None:
+    one = bench(["train", *TINY, "--iters", "2"], tmp_path / "node0")
     _, err = one.communicate(timeout=300)
     assert one.returncode == 0, err[-3000:]
-    procs = two_nodes(tmp_path, "two-nodes", "train", *TINY, "--iters", "2")
+    procs = two_nodes(bench, tmp_path, "two-nodes", "train", *TINY, "--iters", "2")
     try:
         outs = [p.communicate(timeout=300) for p in procs]
     finally:
@@ -103,24 +72,11 @@ def test_two_nodes_make_one_record_and_a_scaling_row(tmp_path) -> None:
     assert flagged == (efficiency < 0.7), row
 
 
-def _worker_pid(results: Path, rank: int) -> int | None:
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ours = str(results).encode() in cmdline and b"--worker" in cmdline
-        if ours and f"RANK={rank}".encode() in environ:
-            return int(proc.name)
-    return None
-
-
-def test_a_lost_node_is_named_by_the_other(tmp_path) -> None:
+def test_a_lost_node_is_named_by_the_other(tmp_path, worker_pid, bench) -> None:
     """Node 1's worker dies mid-run: node 0 ends within 60 s with one line and a failed record
     naming rank 1 on node 1; node 1 leaves its own failed record, on its node; the report joins
     the two by run id."""
-    procs = two_nodes(tmp_path, "lost-node", "train", *TINY, "--iters", "100000")
+    procs = two_nodes(bench, tmp_path, "lost-node", "train", *TINY, "--iters", "100000")
     said: list[str] = []  # node 0's stdout: rank 0 logs its training iterations there
     threading.Thread(target=lambda: said.extend(procs[0].stdout), daemon=True).start()
     try:
@@ -128,7 +84,7 @@ def test_a_lost_node_is_named_by_the_other(tmp_path) -> None:
         while not any(" iter: " in line for line in said):  # both ranks are training
             assert all(p.poll() is None for p in procs) and time.monotonic() < deadline, said
             time.sleep(0.2)
-        os.kill(_worker_pid(tmp_path / "node1", 1), signal.SIGKILL)
+        os.kill(worker_pid(tmp_path / "node1", 1), signal.SIGKILL)
         killed = time.monotonic()
         procs[0].wait(timeout=120)
         took = time.monotonic() - killed
