@@ -24,7 +24,6 @@ import benchmark.commands.report as report_verb
 from benchmark.__main__ import main
 from benchmark.record import RECORDS_FILE, complete_run, new_record, read_records, write_run
 
-ROOT = Path(__file__).resolve().parents[2]
 MODEL = "faster_rcnn_R_18_FPN_quick"
 TINY = ["--model", MODEL, "--device", "cpu", "--size", "64x96", "--data", "synthetic:4"]
 
