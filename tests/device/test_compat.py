@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from strict import run_python
 
 from rcnn import compat
 from rcnn.device import get_adapter
+from rcnn.device.reasons import reason
+from rcnn.layers import precision
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +28,31 @@ def test_version_is_parsed_from_release_and_vendor_strings():
 def test_autocast_availability():
     assert compat.autocast_available("cpu") is True
     assert compat.autocast_available("meta") is False
+
+
+def test_autocast_that_cannot_be_constructed_means_no_autocast_for_layers_too(monkeypatch):
+    # What torch raises for a plug-in module without get_amp_supported_dtype (torch 2.4+ still
+    # calls the type available): an AssertionError whose last line names the function.
+    def thin_plugin_autocast(device_type, **kwargs):
+        if device_type == "cpu":
+            raise AssertionError(
+                "Tried to use AMP with the `cpu` backend, but the backend has not registered a "
+                "module or the module misses some necessary funcs.\n"
+                "But the func `get_amp_supported_dtype` is missing.\n"
+            )
+        return contextlib.nullcontext()
+
+    compat.autocast_error.cache_clear()
+    monkeypatch.setattr(torch, "autocast", thin_plugin_autocast)
+    try:
+        error = compat.autocast_error("cpu")
+        assert isinstance(error, AssertionError)
+        assert compat.autocast_available("cpu") is False
+        assert isinstance(precision.autocast_off(torch.device("cpu")), contextlib.nullcontext)
+        line = reason(error)
+        assert "`get_amp_supported_dtype` is missing" in line and "\n" not in line
+    finally:
+        compat.autocast_error.cache_clear()
 
 
 def test_disabled_cpu_scaler_passes_a_training_step_through():
@@ -80,6 +108,8 @@ def test_accelerator_functions_serve_a_renamed_privateuse1_device():
         """
         from rcnn import compat
         from rcnn.device import get_adapter
+from rcnn.device.reasons import reason
+from rcnn.layers import precision
         adapter = get_adapter("strict")
         adapter.synchronize(0)  # the module's own synchronize is hidden: torch.accelerator's
         print(json.dumps({

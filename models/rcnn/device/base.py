@@ -15,6 +15,7 @@ import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -179,13 +180,13 @@ class DeviceAdapter:
         if self.plugin is None or self._import_plugin() is not None:
             return None
         version = getattr(importlib.import_module(self.plugin), "__version__", None)
-        if version is None:
-            metadata = importlib.import_module("importlib.metadata")
-            distributions = metadata.packages_distributions().get(self.plugin.split(".")[0], [])
-            for dist in [self.plugin, *distributions]:
-                with contextlib.suppress(metadata.PackageNotFoundError):
-                    return metadata.version(dist)
-        return str(version) if version is not None else "unknown"
+        if version is not None:
+            return str(version)
+        top = self.plugin.split(".")[0]
+        for dist in [top, *metadata.packages_distributions().get(top, [])]:
+            with contextlib.suppress(metadata.PackageNotFoundError):
+                return metadata.version(dist)
+        return "unknown"
 
     # -- cards ------------------------------------------------------------------------------
 
@@ -236,7 +237,11 @@ class DeviceAdapter:
 
     def set_device(self, index: int) -> None:
         """Bind this process to card `index`: later probes run there, never on another card."""
-        self.module().set_device(index)
+        sources = [
+            self._module_call("set_device", index),
+            self._accelerator_call("set_device_index", index),
+        ]
+        self._first("set_device (the card stays the backend's default)", sources, None)
         self.card = index
 
     def synchronize(self, index: int | None = None) -> None:

@@ -49,7 +49,8 @@ class CudaAdapter(DeviceAdapter):
 
     def supported_precisions(self) -> tuple[str, ...]:
         supported = ["fp32", "fp16"]
-        if self.device_count() and torch.cuda.get_device_capability(0) >= (8, 0):
+        card = self.card if self.card is not None else 0  # the card this process uses
+        if self.device_count() > card and torch.cuda.get_device_capability(card) >= (8, 0):
             supported.append("tf32")  # TF32 tensor cores arrived with Ampere
         if self.supports_bf16():
             supported.append("bf16")

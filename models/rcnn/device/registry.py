@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from importlib import metadata
 
 import torch
 
@@ -17,6 +18,7 @@ from .mlu import MluAdapter
 from .mps import MpsAdapter
 from .npu import NpuAdapter
 from .plugin import PluginAdapter
+from .reasons import reason
 from .xpu import XpuAdapter
 
 # Order is the preference of "auto" among accelerators; cpu is the last resort.
@@ -32,14 +34,28 @@ def register(adapter: DeviceAdapter) -> None:
 
 
 def _import_named_plugin() -> str | None:
-    """Import the module named in RCNN_DEVICE_PLUGIN (if any); return its name."""
+    """Import the module named in RCNN_DEVICE_PLUGIN (if any); return its name. A plug-in that
+    registers its device from a `torch.backends` entry point (which torch runs at import unless
+    TORCH_DEVICE_BACKEND_AUTOLOAD=0) has that hook run here too."""
     plugin = os.environ.get("RCNN_DEVICE_PLUGIN")
     if plugin:
         try:
             importlib.import_module(plugin)
+            if compat.privateuse1_name() is None:
+                _run_backend_hook(plugin)
         except Exception as err:  # a broken vendor install raises anything
-            raise DeviceError(f"RCNN_DEVICE_PLUGIN={plugin} failed to import: {err}") from err
+            raise DeviceError(
+                f"RCNN_DEVICE_PLUGIN={plugin} failed to import: {reason(err)}"
+            ) from err
     return plugin or None
+
+
+def _run_backend_hook(plugin: str) -> None:
+    """Call the plug-in's `torch.backends` entry point (the registration hook torch autoloads)."""
+    top = plugin.split(".")[0]
+    for hook in metadata.entry_points(group="torch.backends"):
+        if hook.name == plugin or hook.value.split(":")[0].split(".")[0] == top:
+            hook.load()()
 
 
 def all_adapters() -> list[DeviceAdapter]:
