@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from strict import bench, run_python
+from strict import NEEDS_ACCELERATOR, bench, run_python
 
 from rcnn.device.cuda import CudaAdapter
 
@@ -52,9 +52,7 @@ def test_a_run_on_card_1_records_card_1(tmp_path):
 
 
 @pytest.mark.strictdev
-@pytest.mark.skipif(
-    not hasattr(torch, "accelerator"), reason="pin_memory() follows torch.accelerator from 2.6"
-)
+@NEEDS_ACCELERATOR  # pin_memory() pins for torch.accelerator's device
 def test_batch_copies_are_pinned_and_non_blocking_on_a_renamed_privateuse1():
     out = run_python(
         """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from strict import run_python
+from strict import NEEDS_ACCELERATOR, run_python
 
 from rcnn import compat
 from rcnn.device import get_adapter
@@ -100,16 +100,12 @@ def test_accelerator_functions_follow_the_torch_release():
 
 
 @pytest.mark.strictdev
-@pytest.mark.skipif(
-    not hasattr(torch, "accelerator"), reason="torch.accelerator arrived in torch 2.6"
-)
+@NEEDS_ACCELERATOR
 def test_accelerator_functions_serve_a_renamed_privateuse1_device():
     out = run_python(
         """
         from rcnn import compat
         from rcnn.device import get_adapter
-from rcnn.device.reasons import reason
-from rcnn.layers import precision
         adapter = get_adapter("strict")
         adapter.synchronize(0)  # the module's own synchronize is hidden: torch.accelerator's
         print(json.dumps({
