@@ -28,7 +28,7 @@ from typing import Any, Literal, TypedDict
 from benchmark.errors import UsageError
 from rcnn.compat import OUT_OF_MEMORY_ERRORS
 from rcnn.device import DeviceAdapter, DeviceError, get_adapter
-from rcnn.device.reasons import reason
+from rcnn.device.reasons import missing_operator, reason
 from rcnn.errors import interrupted_line
 from rcnn.utils.env import collect_env, git_commit
 from rcnn.utils.io import atomic_write_text
@@ -353,6 +353,8 @@ def status_of(exc: BaseException) -> str:
 def failed_record(exc: BaseException, **fields: Any) -> dict:
     """The record of a run that raised: status from `status_of`, error from the exception."""
     error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+    if missing_operator(exc) is not None:
+        error = reason(exc)  # the operator's name, not torch's many-line dispatcher dump
     if isinstance(exc, KeyboardInterrupt):
         error = interrupted_line(exc)  # which signal stopped it: Ctrl-C or SIGTERM
     return new_record(**{**fields, "status": status_of(exc), "error": error})

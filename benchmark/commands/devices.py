@@ -46,6 +46,11 @@ def describe(check_ops: bool = True) -> list[dict]:
                 for c in adapter.cards()
             ]
             row["precisions"] = list(adapter.supported_precisions())
+            row["capabilities"] = {
+                "sync_via_accelerator": adapter.can_sync_via_accelerator(),
+                "memory_stats": adapter.memory_stats(),
+                "pinned_memory": adapter.supports_pinned_memory(),
+            }
             row["notes"] = adapter.notes()  # what it could not say, and refused precisions
             if check_ops:
                 row["ops"] = preflight(adapter.torch_device(0))
