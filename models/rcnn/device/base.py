@@ -124,11 +124,10 @@ class DeviceAdapter:
         return self._accelerator("synchronize") is not None
 
     def memory_stats(self) -> bool:
-        """Whether peak memory can be measured here (module's statistics or torch.accelerator's)."""
-        mod = self.module()
-        return hasattr(mod, "max_memory_allocated") or (
-            self._accelerator("max_memory_allocated") is not None
-        )
+        """Whether peak memory can be measured here (the module's statistics or
+        torch.accelerator's), found by asking: torch.accelerator's functions exist for every
+        device, yet fail for one whose plug-in registered no allocator with torch."""
+        return self.peak_memory_mb() is not None
 
     # -- availability -----------------------------------------------------------------------
 
