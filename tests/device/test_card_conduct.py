@@ -36,8 +36,10 @@ def test_precisions_are_claimed_without_a_card_and_probed_on_the_bound_card():
 @pytest.mark.strictdev
 def test_the_launchers_parent_touches_no_card_and_each_rank_only_its_own(tmp_path):
     run = ("infer", "--device", "strict", *QUICK, "--cards", "2")
-    done = bench(*run, results=tmp_path, strict="1")
+    violations = tmp_path / "violations.txt"  # a touch a probe's `except` swallowed is kept
+    done = bench(*run, results=tmp_path, strict="1", violations=str(violations))
     assert done.returncode == 0, done.stderr[-3000:]
+    assert not violations.exists(), violations.read_text()
     (r,) = records(tmp_path)
     assert (r["status"], r["cards"]) == ("ok", 2)
     assert r["device_name"] == "Strict test card 0"  # rank 0's card, which wrote the record

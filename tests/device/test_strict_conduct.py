@@ -44,7 +44,8 @@ def test_counters_count_host_reads_copies_syncs_and_cards():
     assert out["cards"] == [0, 1]
 
 
-def test_strict_mode_lets_rank_r_touch_only_card_r_and_the_parent_none():
+def test_strict_mode_lets_rank_r_touch_only_card_r_and_the_parent_none(tmp_path):
+    violations = tmp_path / "violations.txt"
     out = run_python(
         """
         import os
@@ -68,8 +69,10 @@ def test_strict_mode_lets_rank_r_touch_only_card_r_and_the_parent_none():
         print(json.dumps(seen))
         """,
         strict="1",
+        violations=str(violations),
     )
     assert "launcher's parent" in out["parent"] and "strict:0" in out["parent"]
+    assert len(violations.read_text().splitlines()) == 3  # parent, other card, set_device
     assert out["own"] == "ok"
     assert "local rank 1" in out["other"] and "only strict:1" in out["other"]
     assert "local rank 1" in out["set_device"]

@@ -31,6 +31,7 @@ Environment flags, read at import:
                             (synchronize only) or `off`
     STRICTDEV_STRICT=1      raise when a process touches a card not its own: local rank r only
                             card r, a process without LOCAL_RANK (a launcher's parent) none
+    STRICTDEV_VIOLATIONS=f  with STRICT, each such touch is also appended to file f
     STRICTDEV_AUTOCAST=     `ops` (default: conv/linear/matmul run in the autocast dtype),
                             `none` (autocast accepted but covers no op, so fp16/bf16 silently
                             run fp32) or `off` (autocast not implemented: ops under it raise)
