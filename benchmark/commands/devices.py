@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def describe(check_ops: bool = True) -> list[dict]:
-    """One row per backend; `check_ops` runs the op preflight on each available one's card 0."""
+    """One row per backend; on each available one's card 0, the autocast probe of each
+    precision and, with `check_ops`, the op preflight."""
     rows = []
     for adapter in all_adapters():
         reason = adapter.unavailable_reason()
@@ -39,11 +40,17 @@ def describe(check_ops: bool = True) -> list[dict]:
             "ops": {},
         }
         if reason is None:
+            adapter.set_device(0)  # precisions are proven on the card this process binds
             row["cards"] = [
                 {"index": c.index, "name": c.name, "memory_mb": c.memory_mb}
                 for c in adapter.cards()
             ]
             row["precisions"] = list(adapter.supported_precisions())
+            row["capabilities"] = {
+                "sync_via_accelerator": adapter.can_sync_via_accelerator(),
+                "memory_stats": adapter.memory_stats(),
+                "pinned_memory": adapter.supports_pinned_memory(),
+            }
             row["notes"] = adapter.notes()  # what it could not say, and refused precisions
             if check_ops:
                 row["ops"] = preflight(adapter.torch_device(0))

@@ -19,7 +19,8 @@ import torch
 from benchmark.errors import UsageError
 from benchmark.measure import IterationTimer
 from benchmark.workload.args import add_threads_argument
-from rcnn.device import resolve
+from rcnn.device import DeviceAdapter, resolve
+from rcnn.device.reasons import missing_operator, reason
 from rcnn.layers import dispatch, native
 from rcnn.utils.env import host_threads
 
@@ -236,38 +237,75 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
+def card_label(adapter: DeviceAdapter, index: int) -> str:
+    """The card's name; for a card without one, its device type and how many cards there are."""
+    name = adapter.card_name(index)
+    if name:
+        return name
+    count = adapter.device_count()
+    return f"unnamed {adapter.name} card, {count} card{'s' if count != 1 else ''}"
+
+
 def _run(args: argparse.Namespace) -> int:
     adapter, index = resolve(args.device)
+    adapter.set_device(index)
     device = adapter.torch_device(index)
     print(
-        f"device: {device} ({adapter.card_name(index)}), torch {torch.__version__}, "
+        f"device: {device} ({card_label(adapter, index)}), torch {torch.__version__}, "
         f"{torch.get_num_threads()} host threads"
     )
-    usable = {}
+    usable, native_missing = {}, {}
     for op in dispatch.OPS:
         usable[op], why = dispatch.check_kernel(op, device)
-        print(f"  {op}: kernel {'ok' if usable[op] else 'unusable'} ({why})")
+        missing = native_missing[op] = dispatch.check_native(op, device)
+        native_says = "native ok" if missing is None else f"native unusable: {missing}"
+        print(f"  {op}: kernel {'ok' if usable[op] else 'unusable'} ({why}); {native_says}")
 
     def sync() -> None:
         adapter.synchronize(index)
 
     rows = []
     for case in selected(args.cases):
-        run_case = case.make(device)
-        kernel_ms, agree = None, "n/a"
-        native_run = partial(run_case, getattr(native, case.name))
-        if usable[case.op]:
-            kernel = partial(run_case, getattr(dispatch.load_kernels(), case.name))
-            agree = agreement(kernel(), native_run())
-            kernel_ms = time_ms(kernel, sync, args.warmup, args.repeats)
-        native_ms = time_ms(native_run, sync, args.warmup, args.repeats)
-        ratio = f"{native_ms / kernel_ms:.2f}" if kernel_ms else "n/a"
-        rows.append(
-            (case.name, case.label, agree, _format_ms(kernel_ms), _format_ms(native_ms), ratio)
-        )
+        try:
+            row = _measure(case, device, sync, args, usable[case.op], native_missing[case.op])
+            rows.append(row)
+        except Exception as err:  # an op the device lacks at this size: the row says which
+            rows.append((case.name, case.label, f"unusable: {_missing(err)}", "n/a", "n/a", "n/a"))
     header = ("op", "case", "kernel vs native", "kernel ms", "native ms", "native/kernel")
     _print_table(header, rows)
     return 0
+
+
+def _missing(err: BaseException) -> str:
+    missing = missing_operator(err)
+    return f"{missing} missing" if missing else reason(err)
+
+
+def _measure(
+    case: Case,
+    device: torch.device,
+    sync: Callable[[], None],
+    args: argparse.Namespace,
+    kernel_runs: bool,
+    native_missing: str | None,
+) -> tuple[str, ...]:
+    """One row: the kernel and the native op timed on the case's inputs, where each runs."""
+    native_runs = native_missing is None
+    run_case = case.make(device)
+    kernel_ms = native_ms = None
+    agree = "n/a"
+    native_run = partial(run_case, getattr(native, case.name))
+    if kernel_runs:
+        kernel = partial(run_case, getattr(dispatch.load_kernels(), case.name))
+        if native_runs:
+            agree = agreement(kernel(), native_run())
+        kernel_ms = time_ms(kernel, sync, args.warmup, args.repeats)
+    if native_runs:
+        native_ms = time_ms(native_run, sync, args.warmup, args.repeats)
+    if kernel_ms is None and native_ms is None:
+        agree = f"unusable: {native_missing}"
+    ratio = f"{native_ms / kernel_ms:.2f}" if kernel_ms and native_ms else "n/a"
+    return (case.name, case.label, agree, _format_ms(kernel_ms), _format_ms(native_ms), ratio)
 
 
 def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:

@@ -10,6 +10,7 @@ from rcnn.checkpoint import CheckpointError
 from rcnn.config import ConfigError, DatasetCatalogError
 from rcnn.data import DataError
 from rcnn.device import DeviceError
+from rcnn.device.reasons import missing_operator, reason
 from rcnn.layers.dispatch import KernelUnavailableError
 from rcnn.utils.signals import StopSignal
 
@@ -28,7 +29,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 def one_line(err: BaseException) -> str:
-    """The error's message on one line (multi-line messages joined with "; ")."""
+    """The error's message on one line (multi-line messages joined with "; "); torch's
+    many-line dump for a kernel the device lacks as `<operator> missing on the <x> backend`."""
+    if missing_operator(err) is not None:
+        return reason(err).partition(": ")[2]
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return "; ".join(lines) or type(err).__name__
 

@@ -427,3 +427,15 @@ def test_the_projects_readme_has_the_block_report_fills():
 
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert text.count(README_BEGIN) == 1 and text.index(README_BEGIN) < text.index(README_END)
+
+
+def test_a_card_without_a_name_is_shown_by_its_device_type():
+    """A plug-in without get_device_name leaves device_name null: its rows still say which
+    device ran them, and do not share a cell with another unnamed device's."""
+    runs = [
+        rec("h", device_type="strict", device_name=None, cards=1),
+        rec("h", device_type="strict", device_name=None, cards=2, throughput_img_s=1.8),
+        rec("h", device_type="other", device_name=None),
+    ]
+    table = training_table(frame(runs))
+    assert sorted(set(table["device"])) == ["other (unnamed card)", "strict (unnamed card)"]

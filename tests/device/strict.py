@@ -12,7 +12,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
+NEEDS_ACCELERATOR = pytest.mark.skipif(
+    not hasattr(torch, "accelerator"), reason="torch.accelerator arrived in torch 2.6"
+)
 
 
 def strict_env(**flags: str) -> dict[str, str]:

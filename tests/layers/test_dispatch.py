@@ -185,3 +185,46 @@ def test_kernels_used_reports_both_when_an_op_ran_both_ways(monkeypatch):
     monkeypatch.setenv(dispatch.ENV, "native")  # switched mid-run, without a reset
     nms(BOXES, SCORES, 0.5)
     assert kernels_used() == {"nms": "kernel+native"}
+
+
+DISPATCHER_DUMP = (
+    "Could not run 'aten::sort.stable' with arguments from the 'strict' backend. This could be "
+    "because the operator doesn't exist for this backend.\n\nCPU: registered at Register.cpp\n"
+    "Meta: registered at Register.cpp\nPython: registered at Register.cpp"
+)
+
+
+@pytest.mark.parametrize("forced", ["auto", "native"])
+def test_an_op_neither_the_kernel_nor_the_native_op_runs_is_unusable_and_named(
+    ops_mode, monkeypatch, forced
+):
+    # Simulated: a plug-in with no torchvision kernels and no sort kernel for the native nms.
+    def no_kernel(*args):
+        raise NotImplementedError("simulated: torchvision::nms has no kernel here")
+
+    def no_sort(*args):
+        raise NotImplementedError(DISPATCHER_DUMP)
+
+    ops_mode(forced)
+    simulate_kernels(monkeypatch, nms=no_kernel)
+    monkeypatch.setattr(native, "nms", no_sort)
+    assert preflight(CPU)["nms"] == "unusable: aten::sort.stable missing"
+    with pytest.raises(KernelUnavailableError) as raised:
+        nms(BOXES, SCORES, 0.5)
+    message = str(raised.value)
+    assert message.startswith("nms cannot run on cpu: aten::sort.stable missing")
+    assert "\n" not in message
+    assert kernels_used() == {}  # nothing ran
+
+
+def test_a_native_op_failing_otherwise_than_by_a_missing_kernel_stays_the_choice(monkeypatch):
+    # Only NotImplementedError proves a kernel missing; a tiny case failing otherwise does not.
+    def no_kernel(*args):
+        raise NotImplementedError("simulated: torchvision::roi_pool has no kernel here")
+
+    def fails_in_backward(*args):
+        raise RuntimeError("simulated: the autograd engine has no queue for this card")
+
+    simulate_kernels(monkeypatch, roi_pool=no_kernel)
+    monkeypatch.setattr(native, "roi_pool", fails_in_backward)
+    assert preflight(CPU)["roi_pool"] == "native"

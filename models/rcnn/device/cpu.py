@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from . import compat
 from .base import DeviceAdapter
 
 
@@ -38,7 +37,7 @@ def onednn_has_bf16() -> bool | None:
         return None
 
 
-# measured: quick R-18 training step, 2 images of 320x480, torch 2.14.1 on a 2-core AVX2 EPYC
+# said in the record: such a CPU's bf16 numbers measure torch's reference path
 SLOW_BF16 = (
     "cpu: this CPU has no oneDNN bf16 kernels (they need AVX-512 or AMX), so bf16 convolutions "
     "run on torch's reference path: far slower than fp32 (a training step took 12x as long on "
@@ -52,10 +51,8 @@ class CpuAdapter(DeviceAdapter):
     is_accelerator = False
     peak_memory_kind = "process_rss"
     compile_backend = "inductor"
-    # Native / kernel time with `benchmark ops` on a 2-core AVX2 EPYC, torchvision 0.29:
-    # roi_align FPN box head 0.28-0.36 (forward+backward 0.28), P2 0.69-0.77, C4 adaptive
-    # 1.02; roi_pool 0.54. nms stays on the kernel (native 1.4-1.7). On R-50-FPN inference in
-    # channels-last, ours / torchvision went from 1.30 to 1.72 (compare, 5 repeats).
+    # `benchmark ops` measured these faster natively than torchvision's CPU kernels, nms not
+    # (the README's ops table has the numbers, host and date)
     native_ops = frozenset({"roi_align", "roi_pool"})
 
     def unavailable_reason(self) -> str | None:
@@ -107,9 +104,6 @@ class CpuAdapter(DeviceAdapter):
         super().configure_precision(precision)
         if precision == "bf16" and onednn_has_bf16() is False:
             self.note(SLOW_BF16)  # in the log and in the record's notes: the number is honest
-
-    def grad_scaler(self, precision: str) -> torch.amp.GradScaler:
-        return compat.grad_scaler("cpu", enabled=False)
 
     def environment(self) -> dict[str, str | None]:
         return {"plugin": None, "plugin_version": None, "driver": None}

@@ -7,18 +7,18 @@ import subprocess
 
 import torch
 
+from rcnn import compat
+
 from .base import DeviceAdapter
 
 
 def _set_tf32(enabled: bool) -> None:
-    matmul = torch.backends.cuda.matmul
-    conv = torch.backends.cudnn.conv if hasattr(torch.backends.cudnn, "conv") else None
-    if hasattr(matmul, "fp32_precision") and conv is not None:
-        mode = "tf32" if enabled else "ieee"
-        matmul.fp32_precision = mode
-        conv.fp32_precision = mode
+    settings = compat.fp32_precision_settings(torch.backends, "cuda.matmul", "cudnn.conv")
+    if settings is not None:
+        for setting in settings:
+            setting.fp32_precision = "tf32" if enabled else "ieee"
     else:  # torch < 2.9
-        matmul.allow_tf32 = enabled
+        torch.backends.cuda.matmul.allow_tf32 = enabled
         torch.backends.cudnn.allow_tf32 = enabled
 
 
@@ -49,7 +49,8 @@ class CudaAdapter(DeviceAdapter):
 
     def supported_precisions(self) -> tuple[str, ...]:
         supported = ["fp32", "fp16"]
-        if self.device_count() and torch.cuda.get_device_capability(0) >= (8, 0):
+        card = self.card if self.card is not None else 0  # the card this process uses
+        if self.device_count() > card and torch.cuda.get_device_capability(card) >= (8, 0):
             supported.append("tf32")  # TF32 tensor cores arrived with Ampere
         if self.supports_bf16():
             supported.append("bf16")

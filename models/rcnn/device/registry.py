@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import importlib
 import os
+from importlib import metadata
 
 import torch
 
-from .base import DeviceAdapter, DeviceError, privateuse1_name
+from rcnn import compat
+
+from .base import DeviceAdapter
 from .cpu import CpuAdapter
 from .cuda import CudaAdapter
+from .errors import DeviceError
 from .mlu import MluAdapter
 from .mps import MpsAdapter
 from .npu import NpuAdapter
 from .plugin import PluginAdapter
+from .reasons import reason
 from .xpu import XpuAdapter
 
 # Order is the preference of "auto" among accelerators; cpu is the last resort.
@@ -29,20 +34,34 @@ def register(adapter: DeviceAdapter) -> None:
 
 
 def _import_named_plugin() -> str | None:
-    """Import the module named in RCNN_DEVICE_PLUGIN (if any); return its name."""
+    """Import the module named in RCNN_DEVICE_PLUGIN (if any); return its name. A plug-in that
+    registers its device from a `torch.backends` entry point (which torch runs at import unless
+    TORCH_DEVICE_BACKEND_AUTOLOAD=0) has that hook run here too."""
     plugin = os.environ.get("RCNN_DEVICE_PLUGIN")
     if plugin:
         try:
             importlib.import_module(plugin)
+            if compat.privateuse1_name() is None:
+                _run_backend_hook(plugin)
         except Exception as err:  # a broken vendor install raises anything
-            raise DeviceError(f"RCNN_DEVICE_PLUGIN={plugin} failed to import: {err}") from err
+            raise DeviceError(
+                f"RCNN_DEVICE_PLUGIN={plugin} failed to import: {reason(err)}"
+            ) from err
     return plugin or None
+
+
+def _run_backend_hook(plugin: str) -> None:
+    """Call the plug-in's `torch.backends` entry point (the registration hook torch autoloads)."""
+    top = plugin.split(".")[0]
+    for hook in metadata.entry_points(group="torch.backends"):
+        if hook.name == plugin or hook.value.split(":")[0].split(".")[0] == top:
+            hook.load()()
 
 
 def all_adapters() -> list[DeviceAdapter]:
     """Every built-in backend, and the device of the plug-in named in RCNN_DEVICE_PLUGIN."""
     if _import_named_plugin():
-        name = privateuse1_name()
+        name = compat.privateuse1_name()
         if name is not None and name not in _ADAPTERS:
             get_adapter(name)
     return list(_ADAPTERS.values())
@@ -73,10 +92,9 @@ def get_adapter(name: str) -> DeviceAdapter:
 
 
 def _auto() -> DeviceAdapter:
-    acc = getattr(torch, "accelerator", None)
-    current = acc.current_accelerator() if acc is not None and acc.is_available() else None
-    if current is not None and current.type in _ADAPTERS:
-        return _ADAPTERS[current.type]
+    current = compat.current_accelerator_type()
+    if current is not None and current in _ADAPTERS:
+        return _ADAPTERS[current]
     for adapter in _ADAPTERS.values():
         if adapter.is_accelerator and adapter.is_available():
             return adapter

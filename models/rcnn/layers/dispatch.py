@@ -3,7 +3,9 @@
 The kernel is whatever `torchvision.ops` runs on the device: torchvision's own C++/CUDA kernels
 or one a vendor plug-in registers under the torchvision ops. It is used when torchvision imports
 and a tiny preflight call on the device runs and agrees with the native op; otherwise the native
-op runs. Capability is discovered by running, never by the device's name. Speed is the device
+op runs, once a preflight shows that it runs there too. Where neither runs (a plug-in without
+sort, say) the op is "unusable" and a model that calls it stops with one line naming the missing
+operator. Capability is discovered by running, never by the device's name. Speed is the device
 adapter's word: an op in its `native_ops` (measured faster natively) runs natively in auto mode.
 
 `RCNN_OPS=auto|kernel|native` (default auto) forces the choice; a forced kernel that cannot run
@@ -20,6 +22,7 @@ from types import ModuleType
 import torch
 
 from rcnn.config.loader import ConfigError
+from rcnn.device.reasons import missing_operator, reason
 
 from . import native
 from .precision import autocast_off
@@ -33,13 +36,18 @@ _DECIDED_BY = {"nms": "nms", "batched_nms": "nms", "roi_align": "roi_align", "ro
 
 
 class KernelUnavailableError(RuntimeError):
-    """RCNN_OPS=kernel was asked for, but the op's kernel cannot run on the device."""
+    """RCNN_OPS=kernel was asked for, but the op's kernel cannot run on the device; or neither
+    the kernel nor the native op runs there."""
 
 
 @dataclass(frozen=True)
 class Choice:
-    impl: str  # "kernel" or "native"
+    impl: str  # "kernel", "native" or "unusable" (neither runs on the device)
     reason: str
+
+    def describe(self) -> str:
+        """`kernel`, `native`, or `unusable: aten::sort.values_stable missing`."""
+        return f"unusable: {self.reason}" if self.impl == "unusable" else self.impl
 
 
 _choices: dict[tuple[str, str, int | None, str], Choice] = {}
@@ -72,14 +80,29 @@ def check_kernel(op: str, device: torch.device) -> tuple[bool, str]:
         try:
             got = case.run(getattr(kernels, op), device)
         except Exception as err:
-            return False, f"the kernel failed on a tiny input ({type(err).__name__}: {err})"
+            return False, f"the kernel failed on a tiny input ({reason(err)})"
         try:
             want = case.run(getattr(native, op), device)
         except Exception as err:
             # Nothing to check against; the kernel is the only way to run the op here.
-            return True, f"kernel ran; native op cannot run here ({type(err).__name__}: {err})"
+            return True, f"kernel ran; native op cannot run here ({reason(err)})"
     problem = case.compare(got, want)
     return (False, problem) if problem else (True, "preflight passed")
+
+
+def check_native(op: str, device: torch.device) -> str | None:
+    """What the device lacks to run the native op on a tiny input, in one line
+    (`aten::sort.values_stable missing`); None when nothing is missing. Only a missing kernel
+    (NotImplementedError) makes it unusable: another failure of the tiny case is no proof."""
+    with torch.inference_mode(False), torch.enable_grad(), autocast_off(device):
+        try:
+            CASES[op].run(getattr(native, op), device)
+        except NotImplementedError as err:
+            missing = missing_operator(err)
+            return f"{missing} missing" if missing else reason(err)
+        except Exception:  # e.g. a test device's autograd on a second card: the run will say
+            return None
+    return None
 
 
 def choose(op: str, device: torch.device) -> Choice:
@@ -89,7 +112,8 @@ def choose(op: str, device: torch.device) -> Choice:
     if key in _choices:
         return _choices[key]
     if forced == "native":
-        choice = Choice("native", f"{ENV}=native")
+        missing = check_native(op, device)
+        choice = Choice("unusable", missing) if missing else Choice("native", f"{ENV}=native")
     else:
         usable, why = check_kernel(op, device)
         if not usable and forced == "kernel":
@@ -97,10 +121,15 @@ def choose(op: str, device: torch.device) -> Choice:
                 f"{ENV}=kernel, but {op} has no working kernel on {device}: {why}. "
                 f"Unset {ENV} (or set {ENV}=native) to run the native op"
             )
-        if usable and forced == "auto" and op in _faster_natively(device):
+        faster_natively = forced == "auto" and op in _faster_natively(device)
+        if usable and faster_natively and check_native(op, device) is None:
             # The adapter measured the native op faster here: the kernel stays a forced choice.
             usable, why = False, f"kernel ok, native faster on {device.type} ({ENV}=kernel: kernel)"
-        choice = Choice("kernel" if usable else "native", why)
+        missing = None if usable else check_native(op, device)
+        if missing is not None:  # the kernel's own failure is `benchmark ops`' to show
+            choice = Choice("unusable", missing)
+        else:
+            choice = Choice("kernel" if usable else "native", why)
     _choices[key] = choice
     return choice
 
@@ -118,9 +147,14 @@ def _faster_natively(device: torch.device) -> frozenset[str]:
 def implementation(name: str, device: torch.device) -> Callable:
     """The function to call for `name` on `device`; records the choice for kernels_used()."""
     op = _DECIDED_BY[name]
-    impl = choose(op, device).impl
-    _used.setdefault(op, set()).add(impl)
-    return getattr(load_kernels() if impl == "kernel" else native, name)
+    choice = choose(op, device)
+    if choice.impl == "unusable":
+        raise KernelUnavailableError(
+            f"{name} cannot run on {device}: {choice.reason} "
+            "(neither the device's kernel nor the native op runs there)"
+        )
+    _used.setdefault(op, set()).add(choice.impl)
+    return getattr(load_kernels() if choice.impl == "kernel" else native, name)
 
 
 def _canonical(device: torch.device | str) -> torch.device:
@@ -129,13 +163,14 @@ def _canonical(device: torch.device | str) -> torch.device:
 
 
 def preflight(device: torch.device | str) -> dict[str, str]:
-    """Run each op on a tiny input on `device`; return {op: "kernel" | "native"}."""
+    """Run each op on a tiny input on `device`; return {op: "kernel" | "native" |
+    "unusable: <operator> missing"}."""
     device = _canonical(device)
-    return {op: choose(op, device).impl for op in OPS}
+    return {op: choose(op, device).describe() for op in OPS}
 
 
 def preflight_reasons(device: torch.device | str) -> dict[str, str]:
-    """Like preflight, with why: {op: "kernel (preflight passed)" | "native (<why>)"}."""
+    """Like preflight, with why: {op: "kernel (preflight passed)" | "native (<why>)" | ...}."""
     device = _canonical(device)
     return {op: f"{c.impl} ({c.reason})" for op, c in ((op, choose(op, device)) for op in OPS)}
 
