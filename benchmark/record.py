@@ -82,6 +82,7 @@ class Record(_Identity, total=False):
     compile: bool | None  # the backbone ran torch.compile'd (MODEL.COMPILE)
     channels_last: bool | None  # the backbone ran in channels-last memory format
     impl: str | None  # rcnn | torchvision
+    work: str | None  # compare: what one timed iteration of the impl includes
     device_name: str | None
     nodes: int | None
     batch_per_card: int | None

@@ -15,26 +15,31 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from pathlib import Path
 
 import torch
 
+from benchmark.errors import USER_ERRORS
 from benchmark.flops import flop_fields, try_count_gflops
 from benchmark.impls import (
     IMPLS,
+    WORK,
     Batch,
     Impl,
+    TrainerModel,
     build_impls,
     impl_config,
     model_config,
     synthetic_batch,
 )
+from benchmark.launch import EXIT, _LogCapture, exit_code, warn_if_busy
 from benchmark.measure import IterationTimer, PausableClock, Window, spread, summarize
-from benchmark.record import check_results_dir, new_record, write_run
+from benchmark.record import check_results_dir, new_run_id, save_run, status_of
 from benchmark.workload.args import (
     SIZE_HELP,
     add_threads_argument,
@@ -43,10 +48,14 @@ from benchmark.workload.args import (
     parse_size,
 )
 from benchmark.workload.lookup import config_hash
-from rcnn.device import PRECISIONS, DeviceAdapter, resolve
-from rcnn.engine.run import compile_backend
+from rcnn.device import PRECISIONS, DeviceAdapter
+from rcnn.engine.run import compile_backend, start_session
+from rcnn.engine.trainer import Trainer
+from rcnn.errors import interrupted_line, one_line, unexpected_message
 from rcnn.layers import dispatch
 from rcnn.utils.env import host_threads
+
+logger = logging.getLogger("rcnn.bench")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -121,24 +130,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _step(
-    impl: Impl,
-    batch: Batch,
-    mode: str,
-    optimizer: torch.optim.Optimizer | None,
-    autocast: Callable[[], AbstractContextManager],
-    scaler: torch.amp.GradScaler,
-) -> None:
-    if mode == "infer":
-        with torch.inference_mode(), autocast():
-            impl.infer(batch)
-        return
-    with autocast():
-        total = sum(impl.losses(batch).values())
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(total).backward()
-    scaler.step(optimizer)
-    scaler.update()
+def _trainer(impl: Impl, adapter: DeviceAdapter, index: int, precision: str) -> Trainer:
+    """The library's Trainer around `impl`: compare's training step is the one train runs."""
+    model = TrainerModel(impl)
+    params = [p for p in model.parameters() if p.requires_grad]
+    # A tiny, constant lr keeps random weights stable; the work per step is the same.
+    optimizer = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return Trainer(model, optimizer, scheduler, adapter, index, precision)
 
 
 def _iteration(
@@ -186,7 +185,26 @@ def _timed(
     return windows
 
 
-def _records(
+def _identity(args: argparse.Namespace, impl: str) -> dict:
+    """The record fields of `impl`'s run known before any work: a failed run's record too."""
+    return {
+        "run_id": new_run_id(),
+        "mode": args.mode,
+        "model": Path(args.model).stem,
+        "impl": impl,
+        "device_type": args.device.partition(":")[0],
+        "precision": args.precision,
+        "cards": 1,
+        "batch_per_card": args.batch,
+        "global_batch": args.batch,
+        "image_min_size": args.size[0],
+        "image_max_size": args.size[1],
+        "seed": args.seed,
+        "work": WORK[args.mode],
+    }
+
+
+def _measured(
     args: argparse.Namespace,
     adapter: DeviceAdapter,
     index: int,
@@ -194,39 +212,27 @@ def _records(
     batch: Batch,
     windows: dict[str, list[Window]],
 ) -> dict[str, dict]:
-    """One record per impl, written like train's and infer's; returns them by impl."""
+    """Each impl's measured record fields, by impl."""
     cfg = impl_config(args.model, not args.different_weights, args.channels_last, args.compile)
-    records = {}
+    fields = {}
     for impl in impls:
         gflops, why = try_count_gflops(impl, batch, args.mode)  # after every timed iteration
-        fields = summarize(windows[impl.name], latency=args.mode == "infer")
+        measured = summarize(windows[impl.name], latency=args.mode == "infer")
         peak = adapter.peak_tflops(index, args.precision)
-        fields.update(flop_fields(gflops, fields["throughput_img_s"], 1, peak))
-        fields.update(
-            mode=args.mode,
-            model=Path(args.model).stem,
-            impl=impl.name,
+        measured.update(flop_fields(gflops, measured["throughput_img_s"], 1, peak))
+        measured.update(
             device_type=adapter.name,
-            precision=args.precision,
-            cards=1,
-            batch_per_card=args.batch,
-            global_batch=args.batch,
-            image_min_size=args.size[0],
-            image_max_size=args.size[1],
             dataset={"name": "compare-synthetic", "images": args.batch, "fingerprint": None},
             weights="random, shared" if not args.different_weights else "random, own init",
             config_hash=config_hash(cfg),
-            seed=args.seed,
             compile=impl.compiled,
             channels_last=impl.channels_last,
             # ours goes through the dispatcher; the peer calls torchvision's kernels itself
             ops=dispatch.kernels_used() if impl.name == "rcnn" else None,
             notes=[why] if why else None,
         )
-        record = new_record(adapter, index, **fields)
-        write_run(args.results, record, config_text=cfg.dump())
-        records[impl.name] = record
-    return records
+        fields[impl.name] = measured
+    return fields
 
 
 def run(args: argparse.Namespace) -> int:
@@ -235,20 +241,71 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    check_counts(args, ("batch", "warmup", "repeats", "iters"))
-    check_results_dir(args.results)
+    """The run's lifecycle, as train's and infer's: checks, one line for any error, and one
+    record per impl through `save_run`, a failed one when the run stops before it ends."""
+    identities = {name: _identity(args, name) for name in dict.fromkeys(args.impls or IMPLS)}
+    log = _LogCapture()
+    log.start()
+    if args.json:  # stdout holds the JSON alone; log.txt still gets the log
+        logging.getLogger("rcnn").handlers = [log.handler]
+    warn_if_busy()
+    results = check_results_dir(args.results)
+    adapter = None
+    try:
+        check_counts(args, ("batch", "warmup", "repeats", "iters"))
+        adapter, index = _session(args)
+        for fields in identities.values():
+            fields["device_type"] = adapter.name
+        measured, windows, config_text = _measure(args, adapter, index)
+    except (Exception, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            message = interrupted_line(exc)
+        elif isinstance(exc, USER_ERRORS):
+            message = one_line(exc)
+        else:  # the traceback goes to a file, never to the console
+            message = unexpected_message(exc, "compare", str(results))
+        print(f"error: {message}", file=sys.stderr)
+        for fields in identities.values():
+            _, why = save_run(results, fields, exc, adapter, log.text())
+            if why:
+                print(f"error: {why}", file=sys.stderr)
+        status = status_of(exc)
+        return EXIT["interrupted"] if status == "interrupted" else exit_code(status, exc)
+    records = {}
+    for name, fields in measured.items():
+        record = {**identities[name], **fields}
+        run_dir, why = save_run(results, record, None, adapter, log.text(), config_text)
+        if why:
+            print(f"error: {why}", file=sys.stderr)
+            return EXIT["failed"]
+        records[name] = json.loads((run_dir / "record.json").read_text(encoding="utf-8"))
+    _print(args, adapter, records, windows)
+    return 0
+
+
+def _session(args: argparse.Namespace) -> tuple[DeviceAdapter, int]:
+    """The device, precision and seed set up as train and infer set them (`start_session`)."""
+    cfg = model_config(
+        args.model,
+        ["MODEL.DEVICE", args.device, "MODEL.PRECISION", args.precision, "SEED", str(args.seed)],
+    )
+    session = start_session(cfg)
+    return session.adapter, session.index
+
+
+def _measure(
+    args: argparse.Namespace, adapter: DeviceAdapter, index: int
+) -> tuple[dict[str, dict], dict[str, list[Window]], str]:
+    """Build both impls on the same batch, time them interleaved; each impl's record fields,
+    its windows and the config both were built from."""
     dispatch.reset()  # the record's `ops` says what this run's model ran
-    adapter, index = resolve(args.device, args.precision)
-    adapter.set_device(index)
-    adapter.configure_precision(args.precision)
     device = adapter.torch_device(index)
-    impls_requested = args.impls or list(IMPLS)
     height, width = args.size  # landscape: the resize keeps MIN x MAX images as they are
     num_classes = model_config(args.model).MODEL.ROI_BOX_HEAD.NUM_CLASSES
     batch = synthetic_batch(args.batch, height, width, num_classes, seed=args.seed)
     impls = build_impls(
         args.model,
-        impls_requested,
+        list(dict.fromkeys(args.impls or IMPLS)),
         (height, width),
         calibration=torch.stack(batch.images),
         same_weights=not args.different_weights,
@@ -258,24 +315,31 @@ def _run(args: argparse.Namespace) -> int:
         peer_channels_last=args.peer_channels_last,
     )
     batch = batch.to(device)
-
-    optimizers = {}
     for impl in impls:
         impl.model.to(device).train(args.mode == "train")
-        if args.mode == "train":
-            params = [p for p in impl.model.parameters() if p.requires_grad]
-            # A tiny lr keeps random weights stable; the work per step is the same.
-            optimizers[impl.name] = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
-    scaler = adapter.grad_scaler(args.precision)
+    trainers = {i.name: _trainer(i, adapter, index, args.precision) for i in impls}
 
     def step(impl: Impl) -> None:
-        autocast = functools.partial(adapter.autocast, args.precision)
-        _step(impl, batch, args.mode, optimizers.get(impl.name), autocast, scaler)
+        if args.mode == "train":
+            trainers[impl.name].step(batch, [])
+            return
+        with torch.inference_mode(), adapter.autocast(args.precision):
+            impl.infer(batch)
 
     clock = time.perf_counter if args.clock == "wall" else time.process_time
+    logger.info("timing %s, interleaved", " and ".join(i.name for i in impls))
     windows = _timed(impls, lambda: adapter.synchronize(index), clock, args, step)
-    records = _records(args, adapter, index, impls, batch, windows)
+    cfg = impl_config(args.model, not args.different_weights, args.channels_last, args.compile)
+    return _measured(args, adapter, index, impls, batch, windows), windows, cfg.dump()
 
+
+def _print(
+    args: argparse.Namespace,
+    adapter: DeviceAdapter,
+    records: dict[str, dict],
+    windows: dict[str, list[Window]],
+) -> None:
+    """Images/s per impl, their per-repeat values and the paired ratio (--json: as JSON)."""
     results = {
         name: {
             "images_per_s": r["throughput_img_s"],
@@ -300,12 +364,9 @@ def _run(args: argparse.Namespace) -> int:
         f"{args.warmup} warm-up, {args.clock} clock"
     )
     if args.json:
-        print(
-            json.dumps(
-                {"setup": setup, "results": results, "ratio_rcnn_over_torchvision": ratio}, indent=2
-            )
-        )
-        return 0
+        out = {"setup": setup, "results": results, "ratio_rcnn_over_torchvision": ratio}
+        print(json.dumps(out, indent=2))
+        return
     print(setup)
     for name, r in results.items():
         p50 = r["step_time_ms"]["p50"]
@@ -317,4 +378,3 @@ def _run(args: argparse.Namespace) -> int:
             f"min {ratio['min']:.3f}, max {ratio['max']:.3f} over {args.repeats} repeats"
         )
     print(f"  records in {args.results}: {', '.join(r['run_id'] for r in records.values())}")
-    return 0
