@@ -2,9 +2,11 @@
 
 The harness counts, on every device, so that every train and infer record carries it:
 - host reads: a tensor of the run's device read to the host (`item`, `tolist`, `cpu`, `numpy`,
-  `float()`, `int()`, `bool()`, `.to("cpu")`) by the model or the harness during an iteration's
-  compute, and every `synchronize` other than the timer's own boundaries. On a CPU run every
-  tensor is the run's device's, so the count is what the same code would read on a card;
+  `float()`, `int()`, `bool()`, and `.to("cpu")` off a card) during an iteration's compute,
+  by the model (rcnn's modeling, layers, structures) or by the harness (the rest), and every
+  `synchronize` other than the timer's own boundaries. On a CPU run every tensor is the run's
+  device's, so the count is what the same code would read on a card (but for `.to("cpu")`,
+  which cannot be told from the run's own moves there);
 - host-to-card batch copies, told by the prefetcher, and how many were pinned and non-blocking;
 - recompilations: graphs torch._dynamo compiled inside the window;
 - the cards this process put its model and batches on.
@@ -17,20 +19,41 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import torch
 
+import rcnn
 from rcnn.device import DeviceAdapter
 
 # the Tensor methods that hand a value to the host: each waits for the card's queued work
 READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
+# a read from code in these folders of the rcnn package is the model's, from the rest of rcnn
+# or from the harness the harness's; torch's and a plug-in's own frames are looked past
+RCNN_CODE = str(Path(rcnn.__file__).parent)
+HARNESS_CODE = (RCNN_CODE, str(Path(__file__).parent))
+MODEL_CODE = tuple(str(Path(RCNN_CODE, d)) for d in ("modeling", "layers", "structures"))
 
 
 def compiled_graphs() -> int:
     """Graphs torch._dynamo has compiled in this process (0 when it was never imported)."""
     utils = sys.modules.get("torch._dynamo.utils")
     return 0 if utils is None else int(utils.counters["stats"].get("unique_graphs", 0))
+
+
+def _by_model(frame: FrameType | None) -> bool:
+    """Whether the first of our frames up the stack (past torch's and a plug-in's own code,
+    which a device's read method may pass through) is the model's."""
+    while frame is not None:
+        path = frame.f_code.co_filename
+        if path.startswith(MODEL_CODE):
+            return True
+        if path.startswith(HARNESS_CODE):
+            return False
+        frame = frame.f_back
+    return False
 
 
 def _to_host(args: tuple, kwargs: dict) -> bool:
@@ -44,6 +67,7 @@ class Counts:
 
     iterations: int = 0
     host_reads: int = 0
+    model_host_reads: int = 0  # of host_reads, those the model's own code made
     syncs: int = 0  # synchronizes besides the timer's boundaries
     h2d_copies: int = 0
     h2d_pinned: int = 0
@@ -62,6 +86,7 @@ class ConductCounter:
         self.own_card = self.device.index or 0
         self.counts = Counts()
         self.active = False
+        self._reading = False
         self._open = False
         self._graphs = 0
         self._saved: dict[str, Any] = {}
@@ -72,6 +97,7 @@ class ConductCounter:
     def _read(self, tensor: torch.Tensor) -> None:
         if self.active and tensor.device.type == self.device.type:
             self.counts.host_reads += 1
+            self.counts.model_host_reads += _by_model(sys._getframe(2))
 
     def open(self, model: torch.nn.Module | None = None) -> None:
         """The window opens: patch the host-read methods and the adapter's synchronize."""
@@ -93,18 +119,19 @@ class ConductCounter:
         self.adapter.synchronize = counted_sync  # an instance attribute, removed by close()
 
     def _counted(self, name: str, method: Callable) -> Callable:
-        if name == "to":
-
-            def to(tensor, *args, **kwargs):
-                if self.active and _to_host(args, kwargs):
-                    self._read(tensor)
-                return method(tensor, *args, **kwargs)
-
-            return to
-
         def read(tensor, *args, **kwargs):
+            # a device's own read method may read again: one read, not two; `.to` reads only
+            # when it moves a card's tensor to the host
+            if self._reading or (
+                name == "to" and (tensor.device.type == "cpu" or not _to_host(args, kwargs))
+            ):
+                return method(tensor, *args, **kwargs)
             self._read(tensor)
-            return method(tensor, *args, **kwargs)
+            self._reading = True
+            try:
+                return method(tensor, *args, **kwargs)
+            finally:
+                self._reading = False
 
         return read
 

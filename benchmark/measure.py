@@ -348,7 +348,7 @@ def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict
 class TimedRun:
     """The contract's one entry: a measured loop of `warmup` + `iters` x `repeats` iterations
     on card `index`, timed by the rules above. Train: `fit`; infer: `infer`; a loop of its own
-    (compare): `batches` (or `iteration` for batches already on the card) and `step_end`.
+    (compare): `batches` (`copy=False` for batches already on the card) and `step_end`.
     Every rank calls `finish`; rank 0 gets the record's timing, memory and conduct fields."""
 
     def __init__(
@@ -378,10 +378,12 @@ class TimedRun:
         self.adapter.reset_peak_memory(self.index)  # the measured window's peak, not warm-up's
         self.conduct.open(self._model)
 
-    def batches(self, loader: Iterable[Batch]) -> Iterator[Batch]:
-        """The loader's batches on the card, each one's wait and copy timed as data time."""
-        copies = prefetch_to_device(loader, self.adapter, self.index, self.conduct.copied)
-        for batch in self.timers.iterate(copies):
+    def batches(self, loader: Iterable[T], copy: bool = True) -> Iterator[T]:
+        """The loader's batches on the card, each one's wait and copy timed as data time;
+        `copy=False`: batches already on the card, data time is the sync alone."""
+        if copy:
+            loader = prefetch_to_device(loader, self.adapter, self.index, self.conduct.copied)
+        for batch in self.timers.iterate(loader):
             self.conduct.active = True  # the iteration's compute: its host reads count
             yield batch
 

@@ -67,6 +67,7 @@ class Conduct(TypedDict):
 
     iterations: int
     host_reads: int  # device-to-host reads during compute: item, tolist, cpu, .to("cpu") ...
+    model_host_reads: int  # of host_reads, those the model's own code made (the rest: harness)
     syncs: int  # synchronizes besides the timer's own boundaries
     host_reads_per_iter: float  # (host_reads + syncs) / iterations
     h2d_copies: int  # batch tensors the prefetcher copied to the card
