@@ -61,6 +61,23 @@ class Dataset(TypedDict):
     fingerprint: str | None
 
 
+class Conduct(TypedDict):
+    """What the timed window did that a real card punishes (benchmark.conduct); counts are the
+    worst rank's, cards_touched lists every rank's."""
+
+    iterations: int
+    host_reads: int  # device-to-host reads during compute: item, tolist, cpu, .to("cpu") ...
+    model_host_reads: int  # of host_reads, those the model's own code made (the rest: harness)
+    syncs: int  # synchronizes besides the timer's own boundaries
+    host_reads_per_iter: float  # (host_reads + syncs) / iterations
+    h2d_copies: int  # batch tensors the prefetcher copied to the card
+    h2d_pinned: int
+    h2d_non_blocking: int
+    recompiles: int  # graphs torch._dynamo compiled inside the window
+    cards_touched: list[list[int]]  # per rank
+    budget_broken: list[str]  # every budget a rank broke; empty when it kept them all
+
+
 class _Identity(TypedDict):
     """Fields every record must have, whatever its status."""
 
@@ -100,6 +117,9 @@ class Record(_Identity, total=False):
     data_time_share: float | None
     data_bound: bool | None
     first_iter_s: float | None
+    first_iter_data_s: float | None  # its wait for the first batch (loader start-up included)
+    first_iter_compute_s: float | None  # the rest: compilation, autotuning, caches
+    conduct: Conduct | None
     peak_mem_mb: float | None
     accuracy: dict[str, float | None] | None
     time_to_accuracy_s: float | None
@@ -189,6 +209,8 @@ RANGES: tuple[tuple[str, float, float], ...] = (
     ("throughput_img_s", 0, math.inf),
     ("data_time_share", 0, 1),
     ("first_iter_s", 0, math.inf),
+    ("first_iter_data_s", 0, math.inf),
+    ("first_iter_compute_s", 0, math.inf),
     ("peak_mem_mb", 0, math.inf),
     ("time_to_accuracy_s", 0, math.inf),
     ("gflops_per_image", 0, math.inf),
