@@ -1,19 +1,20 @@
 """`python -m benchmark compare`: our detector vs its torchvision peer on the same inputs.
 
-Both impls get the same tensors at the same size; iterations alternate between impls (A, B, A,
-B, ...) so that load from other processes on a shared host hits both alike. Each impl has its
-own IterationTimer (benchmark.measure) on a clock paused while the other impl runs. With
---repeats, each repeat is one window per impl, and the ratio rcnn/torchvision is taken per
-repeat (both windows of a repeat ran interleaved, under one load), then reported as median, min
-and max. Prints images/s per impl, per-iteration percentiles and the ratio, and writes one
-record per impl (`impl`, device, precision, execution mode, FLOP fields) to --results, as train
-and infer do.
+Both impls get the same tensors at the same size and do the same work (`benchmark.impls.WORK`,
+each record's `work`); iterations alternate between impls (A, B, A, B, ...) so that load from
+other processes on a shared host hits both alike. Each impl is timed by its own TimedRun (the
+timing contract, benchmark.measure) on a clock paused while the other impl runs; a training
+step is the library Trainer's. With --repeats, each repeat is one window per impl, and the
+ratio rcnn/torchvision is taken per repeat (both windows of a repeat ran interleaved, under one
+load), then reported as median, min and max. Prints images/s per impl, per-iteration
+percentiles and the ratio, and writes one record per impl through `save_run`, as train and
+infer do: a run that stops early (a signal, an error) leaves a failed record per impl.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
+import itertools
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from benchmark.impls import (
     synthetic_batch,
 )
 from benchmark.launch import EXIT, _LogCapture, exit_code, warn_if_busy
-from benchmark.measure import IterationTimer, PausableClock, Window, spread, summarize
+from benchmark.measure import SYNC_POLICIES, TimedRun, Window, spread
 from benchmark.record import check_results_dir, new_run_id, save_run, status_of
 from benchmark.workload.args import (
     SIZE_HELP,
@@ -56,6 +57,8 @@ from rcnn.layers import dispatch
 from rcnn.utils.env import host_threads
 
 logger = logging.getLogger("rcnn.bench")
+# What data time covers in compare's records (the timing contract's rule 2 has no loader here).
+DATA_TIME_COVERS = "the sync alone: the batch is on the card before the window"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -125,6 +128,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="wall time (the benchmark's measure) or this process's CPU time, which "
         "is steadier on a shared host",
     )
+    p.add_argument(
+        "--sync",
+        choices=SYNC_POLICIES,
+        default="iteration",
+        help="synchronize every iteration (per-step latency) or only at the window's edges, as "
+        "train and infer do (benchmark.measure); training then reads its losses at the end only",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=run)
@@ -140,49 +150,43 @@ def _trainer(impl: Impl, adapter: DeviceAdapter, index: int, precision: str) -> 
     return Trainer(model, optimizer, scheduler, adapter, index, precision)
 
 
-def _iteration(
-    impl: Impl, timer: IterationTimer, step: Callable[[Impl], None], images: int
-) -> None:
-    timer.data_end()  # the batch is on the device already: data time is the sync alone
-    step(impl)
-    timer.step_end(images)
-
-
 def _timed(
     impls: list[Impl],
-    synchronize: Callable[[], None],
-    clock: Callable[[], float],
+    adapter: DeviceAdapter,
+    index: int,
+    batch: Batch,
     args: argparse.Namespace,
-    step: Callable[[Impl], None],
-) -> dict[str, list[Window]]:
-    """Alternate impls iteration by iteration (A, B, A, B, ...), each with its own
-    IterationTimer per repeat on a clock paused while the other impls run: each window holds
-    only its impl's iterations, back to back, synchronized at every boundary. The warm-up
-    runs once, before the first repeat."""
-    clocks = {impl.name: PausableClock(clock) for impl in impls}
+    step: Callable[[Impl, bool], None],
+) -> dict[str, TimedRun]:
+    """Alternate impls iteration by iteration (A, B, A, B, ...), each timed by its own
+    TimedRun (the timing contract) on a clock paused while the other impls run: each window
+    holds only its impl's iterations, back to back. `step(impl, last)` runs one iteration's
+    compute on the batch, which is on the card already (data time is the sync alone)."""
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    runs = {
+        impl.name: TimedRun(
+            adapter, index, args.warmup, args.iters, args.repeats, args.sync, clock, args.mode
+        )
+        for impl in impls
+    }
 
-    def alone(name: str, fn: Callable[[], None]) -> Callable[[], None]:
-        for other, other_clock in clocks.items():
-            fn = other_clock.excluding(fn) if other != name else fn
+    def others_paused(name: str, fn: Callable[[], None]) -> Callable[[], None]:
+        for other, run in runs.items():
+            fn = run.excluding(fn) if other != name else fn
         return fn
 
-    windows: dict[str, list[Window]] = {impl.name: [] for impl in impls}
-    for repeat in range(args.repeats):
-        warmup = args.warmup if repeat == 0 else 0
-        timers = {
-            impl.name: IterationTimer(synchronize, warmup, clock=clocks[impl.name])
-            for impl in impls
-        }
-
+    streams = {name: run.batches(itertools.repeat(batch), copy=False) for name, run in runs.items()}
+    total = args.warmup + args.iters * args.repeats
+    for i in range(total):
         for impl in impls:
-            alone(impl.name, timers[impl.name].start)()
-        for _ in range(warmup + args.iters):
-            for impl in impls:
-                timed = functools.partial(_iteration, impl, timers[impl.name], step, args.batch)
-                alone(impl.name, timed)()
-        for name, timer in timers.items():
-            windows[name].append(timer.window())
-    return windows
+
+            def iteration(impl: Impl = impl, last: bool = i == total - 1) -> None:
+                next(streams[impl.name])
+                step(impl, last)
+                runs[impl.name].step_end(batch.size)
+
+            others_paused(impl.name, iteration)()
+    return runs
 
 
 def _identity(args: argparse.Namespace, impl: str) -> dict:
@@ -210,14 +214,16 @@ def _measured(
     index: int,
     impls: list[Impl],
     batch: Batch,
-    windows: dict[str, list[Window]],
+    runs: dict[str, TimedRun],
 ) -> dict[str, dict]:
     """Each impl's measured record fields, by impl."""
     cfg = impl_config(args.model, not args.different_weights, args.channels_last, args.compile)
+    # each run's conduct patched torch over the other's: close in the reverse order of opening
+    timed = {name: runs[name].finish() for name in reversed(runs)}
     fields = {}
     for impl in impls:
         gflops, why = try_count_gflops(impl, batch, args.mode)  # after every timed iteration
-        measured = summarize(windows[impl.name], latency=args.mode == "infer")
+        measured = timed[impl.name]
         peak = adapter.peak_tflops(index, args.precision)
         measured.update(flop_fields(gflops, measured["throughput_img_s"], 1, peak))
         measured.update(
@@ -229,6 +235,9 @@ def _measured(
             channels_last=impl.channels_last,
             # ours goes through the dispatcher; the peer calls torchvision's kernels itself
             ops=dispatch.kernels_used() if impl.name == "rcnn" else None,
+            data_time_covers=DATA_TIME_COVERS,
+            # both impls live in one process: its peak is theirs together
+            peak_mem_mb=None,
             notes=[why] if why else None,
         )
         fields[impl.name] = measured
@@ -319,18 +328,18 @@ def _measure(
         impl.model.to(device).train(args.mode == "train")
     trainers = {i.name: _trainer(i, adapter, index, args.precision) for i in impls}
 
-    def step(impl: Impl) -> None:
-        if args.mode == "train":
-            trainers[impl.name].step(batch, [])
+    def step(impl: Impl, last: bool) -> None:
+        if args.mode == "train":  # with --sync window, the losses are read at the end only
+            trainers[impl.name].step(batch, [], read=args.sync == "iteration" or last)
             return
         with torch.inference_mode(), adapter.autocast(args.precision):
             impl.infer(batch)
 
-    clock = time.perf_counter if args.clock == "wall" else time.process_time
     logger.info("timing %s, interleaved", " and ".join(i.name for i in impls))
-    windows = _timed(impls, lambda: adapter.synchronize(index), clock, args, step)
+    runs = _timed(impls, adapter, index, batch, args, step)
     cfg = impl_config(args.model, not args.different_weights, args.channels_last, args.compile)
-    return _measured(args, adapter, index, impls, batch, windows), windows, cfg.dump()
+    fields = _measured(args, adapter, index, impls, batch, runs)
+    return fields, {name: run.timers.windows() for name, run in runs.items()}, cfg.dump()
 
 
 def _print(

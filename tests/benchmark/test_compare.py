@@ -141,6 +141,21 @@ def test_compare_writes_one_record_per_impl_that_the_report_keeps_apart(capsys, 
     assert sorted(line.split(" | ")[1] for line in rows) == ["rcnn", "torchvision"]
 
 
+def test_each_record_counts_its_own_impls_conduct(capsys, tmp_path):
+    """Two timed runs at once: each counts its impl's host reads, the model's told from the
+    harness's (the trainer's one read per step), and torch's methods are restored after."""
+    methods = {name: getattr(torch.Tensor, name) for name in ("item", "tolist", "cpu", "to")}
+    argv = ["compare", *SMALL, "--warmup", "1", "--mode", "train", "--json"]
+    assert main([*argv, "--results", str(tmp_path)]) == 0
+    assert {name: getattr(torch.Tensor, name) for name in methods} == methods
+    by_impl = _records_by_impl(tmp_path)
+    ours, peer = by_impl["rcnn"]["conduct"], by_impl["torchvision"]["conduct"]
+    assert ours["iterations"] == peer["iterations"] == 2
+    assert ours["model_host_reads"] > 0
+    assert ours["host_reads"] - ours["model_host_reads"] == 2  # Trainer.step reads its losses
+    assert peer["model_host_reads"] == 0  # torchvision's code is not our model's
+
+
 def test_compare_runs_in_bf16_on_cpu(capsys, tmp_path):
     argv = ["compare", *SMALL, "--impl", "torchvision", "--precision", "bf16", "--json"]
     assert main([*argv, "--results", str(tmp_path)]) == 0
