@@ -138,6 +138,10 @@ class ConductCounter:
 
         return read
 
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
     def copied(self, tensors: int, pinned: bool, non_blocking: bool) -> None:
         """The prefetcher queued a batch's copy of `tensors` tensors (prefetch.OnCopy)."""
         self._cards.add(self.device.index or 0)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -371,6 +372,7 @@ class TimedRun:
         self.sync = sync
         self.log_period = 1
         self._model: torch.nn.Module | None = None
+        self.shapes: Counter[str] = Counter()  # padded HxW of the measured batches
         if warmup == 0:
             self._open_window()
 
@@ -385,6 +387,9 @@ class TimedRun:
             loader = prefetch_to_device(loader, self.adapter, self.index, self.conduct.copied)
         for batch in self.timers.iterate(loader):
             self.conduct.active = True  # the iteration's compute: its host reads count
+            images = getattr(batch[0], "tensors", None) if isinstance(batch, tuple) else None
+            if self.conduct.is_open and images is not None:
+                self.shapes["x".join(map(str, images.shape[-2:]))] += 1
             yield batch
 
     def step_end(self, images: int, boundary: bool = False) -> None:
@@ -459,6 +464,7 @@ class TimedRun:
         own = (counts, broken(counts, limits, self.conduct.own_card))
         ranks = comm.all_gather_objects(own)
         peaks = comm.all_gather_objects(self.adapter.peak_memory_mb(self.index))
+        shapes = sum(comm.all_gather_objects(self.shapes), Counter())
         if not comm.is_main_process():
             return None
         fields = summarize(windows, latency=self.mode == "infer")
@@ -467,5 +473,6 @@ class TimedRun:
             peak_mem_kind=self.adapter.peak_memory_kind,
             data_time_covers=DATA_TIME_COVERS,
             conduct=conduct_field(ranks),
+            batch_shapes=dict(shapes) or None,
         )
         return fields

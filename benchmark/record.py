@@ -136,8 +136,12 @@ class Record(_Identity, total=False):
     data_time_covers: str | None  # what data time includes (loader, pinning, copy to the card)
     weights: str | None  # "random", or the checkpoint the run started from
     weights_id: str | None  # the report's key for them: "random", or file name and SHA-1 head
+    workload: dict[str, str] | None  # what work ran (benchmark.workload.identity), part by part
+    workload_id: str | None  # its key: equal ids, equal work
     peak_mem_kind: str | None  # what peak_mem_mb measured: process_rss, allocated_tensors, ...
-    gflops_per_image: float | None  # counted once per model, input size and mode (flops.py)
+    batch_shapes: dict[str, int] | None  # padded HxW of the measured batches -> how many
+    gflops_per_image: float | None  # per image at the measured batches' sizes (flops.py)
+    flop_sizes: dict[str, float] | None  # GFLOPs per image at each measured HxW
     achieved_tflops: float | None  # gflops_per_image x throughput_img_s / 1000, all cards
     peak_tflops: float | None  # one card's dense peak at the run's precision, when known
     flop_utilisation: float | None  # achieved_tflops / (cards x peak_tflops)

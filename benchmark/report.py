@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from benchmark.measure import DATA_BOUND_SHARE
+from benchmark.workload.identity import identity
 from rcnn.device import PRECISIONS
 from rcnn.utils.io import atomic_write_text
 
@@ -49,19 +50,34 @@ def frame(records: list[dict]) -> pd.DataFrame:
 
 
 def _workload(record: dict) -> str:
-    """One line naming what a run did, so that different work never shares a cell."""
+    """One line naming what a run did, so that different work never shares a cell: its
+    workload identity (benchmark.workload.identity; rebuilt from the fields of a record older
+    than it) and how it was measured."""
     data = record.get("dataset") or {}
-    fingerprint = data.get("fingerprint")
-    iters = record.get("measured_iters")
+    work = record.get("workload") or identity(
+        None,
+        record.get("mode"),
+        (_number(record.get("image_min_size")), _number(record.get("image_max_size"))),
+        data.get("name"),
+        data.get("fingerprint"),
+        record.get("weights_id") or record.get("weights"),
+        bool(record.get("compile")),
+        bool(record.get("channels_last")),
+    )
     parts = [
-        f"{_text(record.get('image_min_size'))}x{_text(record.get('image_max_size'))}",
-        f"{_text(data.get('name'))}" + (f" #{str(fingerprint)[:8]}" if fingerprint else ""),
-        f"weights {_text(record.get('weights_id') or record.get('weights'))}",
-        f"{_text(iters)} it + {_text(record.get('warmup_iters'))} warm-up",
+        work["size"],
+        work["data"],
+        f"weights {work['weights']}",
+        f"{_text(record.get('measured_iters'))} it + {_text(record.get('warmup_iters'))} warm-up",
         f"sync {_text(record.get('sync'))}",
     ]
-    parts += [flag for flag in ("compile", "channels_last") if record.get(flag)]
+    parts += [] if work["execution"] == "eager" else work["execution"].split(",")
+    parts += [] if work["config"] == "-" else [f"config {work['config'][:8]}"]
     return ", ".join(parts)
+
+
+def _number(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _text(value: object) -> str:

@@ -13,6 +13,7 @@ from torch import nn
 
 from benchmark.flops import run_flop_fields
 from benchmark.workload.build import Workload
+from benchmark.workload.identity import identity, key, work_config_hash
 from benchmark.workload.lookup import weights_id
 from rcnn.device import DeviceAdapter
 from rcnn.engine.precision_check import ConvDtypeProbe
@@ -34,13 +35,29 @@ def record_fields(
     """`timing` and `measured` (accuracy, final_loss, ...) with what every run records: its
     data, ops, compute dtype, weights and FLOPs; a run that did not compute at the precision
     asked for is failed with the reason."""
+    known = workload.record_fields()
+    dataset = workload.data.record(images)
+    weights_key = weights_id(weights)
+    work = identity(
+        work_config_hash(workload.cfg),
+        workload.mode,
+        (known["image_min_size"], known["image_max_size"]),
+        dataset["name"],
+        dataset["fingerprint"],
+        weights_key,
+        known["compile"],
+        known["channels_last"],
+    )
     fields = {
+        **known,
         **timing,
-        "dataset": workload.data.record(images),
+        "dataset": dataset,
         "ops": kernels_used() or preflight(adapter.torch_device(index)),
         "compute_dtype": probe.dtype_name,
         "weights": weights or "random",
-        "weights_id": weights_id(weights),
+        "weights_id": weights_key,
+        "workload": work,
+        "workload_id": key(work),
         **measured,
     }
     # counted after the window, on a copy of the model: no count is ever timed
