@@ -48,6 +48,7 @@ from benchmark.workload.args import (
     format_size,
     parse_size,
 )
+from benchmark.workload.identity import identity, key, work_config_hash
 from benchmark.workload.lookup import config_hash
 from rcnn.device import PRECISIONS, DeviceAdapter
 from rcnn.engine.run import compile_backend, start_session
@@ -57,6 +58,7 @@ from rcnn.layers import dispatch
 from rcnn.utils.env import host_threads
 
 logger = logging.getLogger("rcnn.bench")
+DATASET = "compare-synthetic"  # one synthetic batch (impls.synthetic_batch), seeded by --seed
 # What data time covers in compare's records (the timing contract's rule 2 has no loader here).
 DATA_TIME_COVERS = "the sync alone: the batch is on the card before the window"
 
@@ -226,10 +228,23 @@ def _measured(
         measured = timed[impl.name]
         peak = adapter.peak_tflops(index, args.precision)
         measured.update(flop_fields(gflops, measured["throughput_img_s"], 1, peak))
+        weights = "random, shared" if not args.different_weights else "random, own init"
+        work = identity(
+            work_config_hash(cfg),
+            args.mode,
+            args.size,
+            DATASET,
+            None,
+            weights,
+            impl.compiled,
+            impl.channels_last,
+        )
         measured.update(
             device_type=adapter.name,
-            dataset={"name": "compare-synthetic", "images": args.batch, "fingerprint": None},
-            weights="random, shared" if not args.different_weights else "random, own init",
+            dataset={"name": DATASET, "images": args.batch, "fingerprint": None},
+            weights=weights,
+            workload=work,
+            workload_id=key(work),
             config_hash=config_hash(cfg),
             compile=impl.compiled,
             channels_last=impl.channels_last,

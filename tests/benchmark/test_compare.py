@@ -136,6 +136,9 @@ def test_compare_writes_one_record_per_impl_that_the_report_keeps_apart(capsys, 
         assert r["gflops_per_image"] > 0
         expected = r["gflops_per_image"] * r["throughput_img_s"] / 1000
         assert r["achieved_tflops"] == pytest.approx(expected)
+    # the same work, so one workload in the report: the rows differ by impl alone
+    assert by_impl["rcnn"]["workload_id"] == by_impl["torchvision"]["workload_id"]
+    assert by_impl["rcnn"]["workload"]["data"] == "compare-synthetic"
     text = build_report(records, tmp_path / "report", sources=[str(tmp_path)]).text
     rows = [line for line in text.splitlines() if line.startswith(f"| {MODEL} |")]
     assert sorted(line.split(" | ")[1] for line in rows) == ["rcnn", "torchvision"]
