@@ -160,14 +160,18 @@ def model_config(model: str, overrides: list[str] | None = None) -> CfgNode:
 
 
 def impl_config(
-    model: str, same_weights: bool, channels_last: bool = False, compiled: bool = False
+    model: str,
+    same_weights: bool,
+    channels_last: bool = False,
+    compiled: bool = False,
+    user: list[str] | None = None,
 ) -> CfgNode:
     """Our config: with `same_weights`, in torchvision's layout (the peer is built from it
-    too), with our execution modes."""
+    too), with our execution modes, then the `user`'s KEY VALUE overrides."""
     overrides = ["MODEL.RESNETS.STRIDE_IN_1X1", "False"] if same_weights else []
     overrides += ["MODEL.CHANNELS_LAST", str(channels_last), "MODEL.COMPILE", str(compiled)]
     overrides += ["MODEL.ROI_HEADS.SCORE_THRESH", "0.0"]  # see the module docstring
-    return model_config(model, overrides)
+    return model_config(model, [*overrides, *(user or [])])
 
 
 def build_torchvision_peer(cfg: CfgNode, image_size: tuple[int, int]) -> nn.Module:
@@ -277,14 +281,16 @@ def build_impls(
     channels_last: bool = False,
     compile_backend: str | None = None,
     peer_channels_last: bool = False,
+    user: list[str] | None = None,
 ) -> list[Impl]:
     """The requested impls of config `model` for (height, width) inputs, in `impls` order;
     `calibration` images [N, 3, H, W] calibrate the random frozen BNs. `channels_last` and
-    `compile_backend` set our execution modes; `peer_channels_last` the peer's layout."""
+    `compile_backend` set our execution modes; `peer_channels_last` the peer's layout; `user`
+    holds KEY VALUE config overrides for both."""
     unknown = sorted(set(impls) - set(IMPLS))
     if unknown:
         raise ValueError(f"unknown impl(s) {unknown}; known: {list(IMPLS)}")
-    cfg = impl_config(model, same_weights, channels_last, compile_backend is not None)
+    cfg = impl_config(model, same_weights, channels_last, compile_backend is not None, user)
     torch.manual_seed(seed)
     peer = build_torchvision_peer(cfg, image_size)
     if calibration is not None:

@@ -17,15 +17,15 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from yacs.config import CfgNode
 
-from benchmark.errors import USER_ERRORS
+from benchmark.errors import USER_ERRORS, UsageError
 from benchmark.flops import flop_fields, try_count_gflops
 from benchmark.impls import (
     IMPLS,
@@ -39,18 +39,17 @@ from benchmark.impls import (
     synthetic_batch,
 )
 from benchmark.launch import EXIT, _LogCapture, exit_code, warn_if_busy
-from benchmark.measure import SYNC_POLICIES, TimedRun, Window, spread
+from benchmark.measure import TimedRun, Window, spread
 from benchmark.record import check_results_dir, new_run_id, save_run, status_of
 from benchmark.workload.args import (
-    SIZE_HELP,
+    add_run_arguments,
     add_threads_argument,
     check_counts,
     format_size,
-    parse_size,
 )
 from benchmark.workload.identity import identity, key, work_config_hash
 from benchmark.workload.lookup import config_hash
-from rcnn.device import PRECISIONS, DeviceAdapter
+from rcnn.device import DeviceAdapter
 from rcnn.engine.run import compile_backend, start_session
 from rcnn.engine.trainer import Trainer
 from rcnn.errors import interrupted_line, one_line, unexpected_message
@@ -66,11 +65,6 @@ DATA_TIME_COVERS = "the sync alone: the batch is on the card before the window"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="images/s of our detector vs torchvision's, same inputs")
     p.add_argument(
-        "--model",
-        default="e2e_faster_rcnn_R_50_FPN_1x",
-        help="config NAME (models/configs[/quick]/NAME.yaml) or a .yaml path",
-    )
-    p.add_argument(
         "--impl",
         action="append",
         choices=IMPLS,
@@ -78,39 +72,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="impl to run (repeat; default: rcnn and torchvision)",
     )
     p.add_argument("--mode", choices=("infer", "train"), default="infer")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mlu, npu, ...")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument(
-        "--results",
-        default=os.environ.get("RESULTS_DIR") or "results",
-        help="results folder for the records, one per impl (default $RESULTS_DIR or results)",
-    )
-    p.add_argument("--batch", type=int, default=1, help="images per iteration")
-    p.add_argument(
-        "--size",
-        type=parse_size,
-        default=(800, 1333),
-        help=SIZE_HELP + "; every input image is MIN high and MAX wide",
-    )
-    p.add_argument("--iters", type=int, default=3, help="measured iterations per impl and repeat")
-    p.add_argument("--warmup", type=int, default=1, help="unmeasured iterations per impl, first")
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=1,
-        help="measured windows per impl, --iters each: images/s and the ratio are the median "
-        "over the repeats, with their spread",
-    )
-    p.add_argument(
-        "--channels-last",
-        action="store_true",
-        help="our backbone in channels-last memory format (MODEL.CHANNELS_LAST)",
-    )
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        help="our backbone torch.compile'd by the device's backend (MODEL.COMPILE)",
-    )
     p.add_argument(
         "--peer-channels-last",
         action="store_true",
@@ -130,16 +91,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="wall time (the benchmark's measure) or this process's CPU time, which "
         "is steadier on a shared host",
     )
-    p.add_argument(
-        "--sync",
-        choices=SYNC_POLICIES,
-        default="iteration",
-        help="synchronize every iteration (per-step latency) or only at the window's edges, as "
-        "train and infer do (benchmark.measure); training then reads its losses at the end only",
-    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.set_defaults(func=run)
+    # then train's and infer's options, and KEY VALUE overrides (for both impls) last
+    add_run_arguments(p, "infer")
+    p.set_defaults(func=run, batch=1, warmup=1, iters=3)
+
+
+def _check(args: argparse.Namespace) -> None:
+    """What compare cannot do of the shared options, refused before any work."""
+    check_counts(args)  # every count of the shared options
+    if args.cards != 1 or args.nodes != 1:
+        raise UsageError("compare runs on one card: drop --cards and --nodes")
+    if args.data != "synthetic":
+        raise UsageError("compare feeds both impls one synthetic batch: drop --data")
+    if args.ckpt:
+        raise UsageError("compare starts both impls from the same random weights: drop --ckpt")
+
+
+def _config(args: argparse.Namespace) -> CfgNode:
+    """The config both impls are built from (impls.impl_config), the user's overrides last."""
+    same = not args.different_weights
+    return impl_config(args.model, same, args.channels_last, args.compile, args.opts)
+
+
+def _size(args: argparse.Namespace) -> tuple[int, int]:
+    """--size, else the config's own size for the mode: every image is MIN high, MAX wide."""
+    if args.size is not None:
+        return args.size
+    inp = model_config(args.model, args.opts).INPUT
+    if args.mode == "train":
+        return max(inp.MIN_SIZE_TRAIN), inp.MAX_SIZE_TRAIN
+    return inp.MIN_SIZE_TEST, inp.MAX_SIZE_TEST
 
 
 def _trainer(impl: Impl, adapter: DeviceAdapter, index: int, precision: str) -> Trainer:
@@ -203,8 +186,8 @@ def _identity(args: argparse.Namespace, impl: str) -> dict:
         "cards": 1,
         "batch_per_card": args.batch,
         "global_batch": args.batch,
-        "image_min_size": args.size[0],
-        "image_max_size": args.size[1],
+        "image_min_size": args.size[0] if args.size else None,
+        "image_max_size": args.size[1] if args.size else None,
         "seed": args.seed,
         "work": WORK[args.mode],
     }
@@ -219,14 +202,14 @@ def _measured(
     runs: dict[str, TimedRun],
 ) -> dict[str, dict]:
     """Each impl's measured record fields, by impl."""
-    cfg = impl_config(args.model, not args.different_weights, args.channels_last, args.compile)
+    cfg = _config(args)
     # each run's conduct patched torch over the other's: close in the reverse order of opening
     timed = {name: runs[name].finish() for name in reversed(runs)}
     fields = {}
     for impl in impls:
         gflops, why = try_count_gflops(impl, batch, args.mode)  # after every timed iteration
         measured = timed[impl.name]
-        peak = adapter.peak_tflops(index, args.precision)
+        peak = args.peak_tflops or adapter.peak_tflops(index, args.precision)
         measured.update(flop_fields(gflops, measured["throughput_img_s"], 1, peak))
         weights = "random, shared" if not args.different_weights else "random, own init"
         work = identity(
@@ -276,7 +259,10 @@ def _run(args: argparse.Namespace) -> int:
     results = check_results_dir(args.results)
     adapter = None
     try:
-        check_counts(args, ("batch", "warmup", "repeats", "iters"))
+        _check(args)
+        args.size = _size(args)
+        for fields in identities.values():
+            fields.update(image_min_size=args.size[0], image_max_size=args.size[1])
         adapter, index = _session(args)
         for fields in identities.values():
             fields["device_type"] = adapter.name
@@ -309,10 +295,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def _session(args: argparse.Namespace) -> tuple[DeviceAdapter, int]:
     """The device, precision and seed set up as train and infer set them (`start_session`)."""
-    cfg = model_config(
-        args.model,
-        ["MODEL.DEVICE", args.device, "MODEL.PRECISION", args.precision, "SEED", str(args.seed)],
-    )
+    cfg = _config(args).clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE, cfg.MODEL.PRECISION, cfg.SEED = args.device, args.precision, args.seed
     session = start_session(cfg)
     return session.adapter, session.index
 
@@ -325,7 +310,7 @@ def _measure(
     dispatch.reset()  # the record's `ops` says what this run's model ran
     device = adapter.torch_device(index)
     height, width = args.size  # landscape: the resize keeps MIN x MAX images as they are
-    num_classes = model_config(args.model).MODEL.ROI_BOX_HEAD.NUM_CLASSES
+    num_classes = _config(args).MODEL.ROI_BOX_HEAD.NUM_CLASSES
     batch = synthetic_batch(args.batch, height, width, num_classes, seed=args.seed)
     impls = build_impls(
         args.model,
@@ -337,6 +322,7 @@ def _measure(
         channels_last=args.channels_last,
         compile_backend=compile_backend(adapter) if args.compile else None,
         peer_channels_last=args.peer_channels_last,
+        user=args.opts,
     )
     batch = batch.to(device)
     for impl in impls:
@@ -352,7 +338,7 @@ def _measure(
 
     logger.info("timing %s, interleaved", " and ".join(i.name for i in impls))
     runs = _timed(impls, adapter, index, batch, args, step)
-    cfg = impl_config(args.model, not args.different_weights, args.channels_last, args.compile)
+    cfg = _config(args)
     fields = _measured(args, adapter, index, impls, batch, runs)
     return fields, {name: run.timers.windows() for name, run in runs.items()}, cfg.dump()
 

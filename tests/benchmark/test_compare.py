@@ -159,6 +159,36 @@ def test_each_record_counts_its_own_impls_conduct(capsys, tmp_path):
     assert peer["model_host_reads"] == 0  # torchvision's code is not our model's
 
 
+def test_compare_takes_the_run_options_and_overrides_for_both_impls(capsys, tmp_path, monkeypatch):
+    """train's and infer's parser: KEY VALUE overrides build both impls, --peak-tflops fills
+    the utilisation, and what compare cannot do is refused in one line before work."""
+    detections: dict[str, list[int]] = {"rcnn": [], "torchvision": []}
+    for cls in (impls.RcnnImpl, impls.TorchvisionImpl):
+
+        def kept(self, batch, _original=cls.infer):
+            result = _original(self, batch)
+            count = len(result[0]) if self.name == "rcnn" else len(result[0]["boxes"])
+            detections[self.name].append(count)
+            return result
+
+        monkeypatch.setattr(cls, "infer", kept)
+    argv = ["compare", *SMALL, "--peak-tflops", "2", "--results", str(tmp_path)]
+    assert main([*argv, "MODEL.ROI_HEADS.DETECTIONS_PER_IMG", "7"]) == 0
+    assert set(detections["rcnn"]) == set(detections["torchvision"]) == {7}
+    for r in _records_by_impl(tmp_path).values():
+        assert r["peak_tflops"] == 2
+        assert r["flop_utilisation"] == pytest.approx(r["achieved_tflops"] / 2)
+    capsys.readouterr()
+    for flag, value, says in [
+        ("--cards", "2", "compare runs on one card"),
+        ("--data", "coco", "compare feeds both impls one synthetic batch"),
+        ("--ckpt", "x.pth", "compare starts both impls from the same random weights"),
+    ]:
+        assert main([*argv, flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {says}") and err.count("\n") == 1
+
+
 def test_compare_runs_in_bf16_on_cpu(capsys, tmp_path):
     argv = ["compare", *SMALL, "--impl", "torchvision", "--precision", "bf16", "--json"]
     assert main([*argv, "--results", str(tmp_path)]) == 0
