@@ -7,7 +7,8 @@ images: its normalize, resize and mask paste are off, so both models see the sam
 return the same kind of result (`WORK`). With `same_weights`, ours is built in torchvision's
 layout (stride in the 3x3 conv) and loads the peer's weights: both then do the same work on the
 same proposals. Both keep every detection up to DETECTIONS_PER_IMG (score threshold 0): random
-weights score every class below the config's threshold, which would skip the mask head.
+weights can score every class below the config's threshold (they do at small test sizes), which
+would leave the mask head no work.
 
 Random weights are calibrated first (`calibrate_frozen_bn`): with identity frozen BNs the
 activations of a random ResNet grow to ~1e4, objectness saturates and the RPN keeps a handful of
