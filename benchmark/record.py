@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from benchmark.errors import UsageError
+from rcnn.compat import OUT_OF_MEMORY_ERRORS
 from rcnn.device import DeviceAdapter, DeviceError, get_adapter
-from rcnn.device.compat import OUT_OF_MEMORY_ERRORS
+from rcnn.device.reasons import reason
 from rcnn.errors import interrupted_line
 from rcnn.utils.env import collect_env, git_commit
 from rcnn.utils.io import atomic_write_text
@@ -306,15 +307,18 @@ def _command() -> str:
     return shlex.join([*head, *sys.argv[1:]])
 
 
-def _fill_device(record: dict, adapter: DeviceAdapter | None, card: int) -> None:
+def _fill_device(record: dict, adapter: DeviceAdapter | None, card: int | None) -> None:
     """env, device_type and device_name from the adapter, without ever failing: a device that
-    is not here leaves device_name empty, and what the adapter could not say is a note."""
+    is not here leaves device_name empty, and what the adapter could not say is a note. The
+    name is the card's this process uses (set_device's), unless `card` says which."""
     if adapter is None:
         try:
             adapter = get_adapter(record["device_type"] or "cpu")
         except DeviceError:
             adapter = get_adapter("cpu")  # env still describes this host
     record["device_type"] = record["device_type"] or adapter.name
+    if card is None:
+        card = adapter.card if adapter.card is not None else 0
     try:
         record["env"] = record["env"] or collect_env(adapter)
         if (
@@ -325,13 +329,15 @@ def _fill_device(record: dict, adapter: DeviceAdapter | None, card: int) -> None
         ):
             record["device_name"] = adapter.card_name(card)
     except Exception as err:  # a plug-in fails in any way; the record must still be written
-        adapter.note(f"{adapter.name}: describing the device failed ({type(err).__name__}: {err})")
+        adapter.note(f"{adapter.name}: describing the device failed ({reason(err)})")
     notes = [n for n in adapter.notes() if n not in (record["notes"] or [])]
     if notes:
         record["notes"] = [*(record["notes"] or []), *notes]
 
 
-def new_record(adapter: DeviceAdapter | None = None, card: int = 0, **fields: Any) -> dict:
+def new_record(
+    adapter: DeviceAdapter | None = None, card: int | None = None, **fields: Any
+) -> dict:
     """A record with every schema field: run_id, created_utc, env, git_commit and defaults
     filled, then `fields` on top. The adapter (else the one named by device_type, else cpu)
     gives env, device_type and, for `card` when it is here, device_name."""

@@ -43,10 +43,21 @@ def frame(records: list[dict]) -> pd.DataFrame:
     for col in ["impl", "device_name", "batch_per_card", "error"]:
         if col not in df:
             df[col] = None
+    if records:
+        df["device_name"] = [device_label(r) for r in records]
     for col in ["impl", "device_name", "batch_per_card"]:
         df[col] = [_text(v) for v in df[col]]
     df["workload"] = [_workload(r) for r in records] if records else []
     return df
+
+
+def device_label(record: dict) -> str | None:
+    """The card's name, or for a card that has none (a plug-in without get_device_name) its
+    device type, so that its rows still say which device they ran on."""
+    if record.get("device_name"):
+        return record["device_name"]
+    kind = record.get("device_type")
+    return f"{kind} (unnamed card)" if kind else None
 
 
 def _workload(record: dict) -> str:

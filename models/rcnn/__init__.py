@@ -1,6 +1,6 @@
 """rcnn: Faster, Mask and Libra R-CNN in maskrcnn-benchmark style, on any PyTorch device."""
 
-from rcnn.device.compat import require_supported_torch
+from rcnn.compat import require_supported_torch
 
 __version__ = "0.1.0"
 

@@ -9,6 +9,7 @@ import torch
 from ckpt_models import tiny_detector
 from torch import nn
 
+from rcnn import compat
 from rcnn.checkpoint import (
     CheckpointError,
     last_checkpoint,
@@ -19,7 +20,6 @@ from rcnn.checkpoint import (
 )
 from rcnn.checkpoint import training as training_module
 from rcnn.config import load_config
-from rcnn.device import compat
 from rcnn.solver import WarmupMultiStepLR
 
 # torch.amp.GradScaler("cpu") arrived in torch 2.3; 2.1-2.2 have no CPU loss scaler to save

@@ -1,4 +1,4 @@
-"""rcnn.device.compat on the installed torch (the pinned one, and 2.1 in CI's oldest lane)."""
+"""rcnn.compat on the installed torch (the pinned one, and 2.1 in CI's oldest lane)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
+from strict import run_python
 
-from rcnn.device import compat, get_adapter
+from rcnn import compat
+from rcnn.device import get_adapter
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,13 +53,54 @@ def test_process_group_device_only_where_init_process_group_takes_it():
     assert given == ({"device_id": torch.device("cpu")} if compat.torch_version() >= (2, 3) else {})
 
 
+# the release each torch.accelerator feature arrived in (DESIGN.md, "Vendor stacks")
+ACCELERATOR_RELEASES = {"synchronize": (2, 6), "max_memory_allocated": (2, 9)}
+
+
 def test_accelerator_functions_follow_the_torch_release():
-    if compat.torch_version() < (2, 6):
-        assert compat.accelerator_function("synchronize") is None
-    if compat.torch_version() >= (2, 9):
-        assert compat.accelerator_function("max_memory_allocated") is not None
+    version = compat.torch_version()
+    assert compat.has_accelerator_api() == (version >= (2, 6))
+    for function, release in ACCELERATOR_RELEASES.items():
+        found = compat.accelerator_function(function)
+        assert (found is not None) == (version >= release), (function, torch.__version__)
+        if found is not None:
+            assert found is getattr(torch.accelerator, function)
     assert compat.accelerator_function("no_such_function") is None
-    assert compat.current_accelerator_type() in (None, "cuda", "xpu", "mps", "mtia")
+    # this host has no accelerator: torch.accelerator (where it exists) names none
+    assert compat.current_accelerator_type() is None
+    assert compat.privateuse1_name() is None  # nothing renamed PrivateUse1 in this process
+
+
+@pytest.mark.strictdev
+@pytest.mark.skipif(
+    not hasattr(torch, "accelerator"), reason="torch.accelerator arrived in torch 2.6"
+)
+def test_accelerator_functions_serve_a_renamed_privateuse1_device():
+    out = run_python(
+        """
+        from rcnn import compat
+        from rcnn.device import get_adapter
+        adapter = get_adapter("strict")
+        adapter.synchronize(0)  # the module's own synchronize is hidden: torch.accelerator's
+        print(json.dumps({
+            "current": compat.current_accelerator_type(),
+            "renamed": compat.privateuse1_name(),
+            "sync": compat.accelerator_function("synchronize") is torch.accelerator.synchronize,
+            "via_accelerator": adapter.can_sync_via_accelerator(),
+            "syncs": torch.strict.counters()["synchronize"],
+            "notes": adapter.notes(),
+        }))
+        """,
+        hide="synchronize",
+    )
+    assert out == {
+        "current": "strict",
+        "renamed": "strict",
+        "sync": True,
+        "via_accelerator": True,
+        "syncs": 1,
+        "notes": [],
+    }
 
 
 def run_below_floor(*args: str, tmp_path: Path) -> subprocess.CompletedProcess:

@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from rcnn.device import DeviceError, compat, get_adapter, resolve
+from rcnn import compat
+from rcnn.device import DeviceError, get_adapter, resolve
 
 
 def test_resolve_cpu_and_auto_fallback():

@@ -182,3 +182,100 @@ CLEAN = [
 @pytest.mark.parametrize("snippet", CLEAN)
 def test_device_neutral_code_passes(snippet):
     assert offences(snippet) == []
+
+
+# -- torch features are asked of the device layer and the shim module only ------------------
+
+SHIM = "models/rcnn/compat.py"
+
+
+def _torch_names(tree: ast.AST) -> set[str]:
+    """Local names bound to torch or a part of it (import torch.distributed as dist, ...)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "torch":
+                    names.add(a.asname or "torch")
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "torch":
+            names.update(a.asname or a.name for a in node.names)
+    return names
+
+
+def _rooted(node: ast.AST, names: set[str]) -> bool:
+    while isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return isinstance(node, ast.Name) and node.id in names
+
+
+def feature_tests(source: str) -> list[tuple[int, str]]:
+    """(line, idiom) for every test of what the installed torch has or which release it is."""
+    tree = ast.parse(source)
+    names = _torch_names(tree)
+    found = []
+    for node in ast.walk(tree):
+        why = None
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            torch_arg = bool(node.args) and _rooted(node.args[0], names)
+            if name == "hasattr" and torch_arg:
+                why = "hasattr on torch"
+            elif name == "getattr" and len(node.args) == 3 and torch_arg:
+                why = "getattr on torch with a default"
+            elif name == "signature" and torch_arg:
+                why = "inspect.signature of a torch function"
+            elif name == "torch_version":
+                why = "asks the torch release"
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(
+                isinstance(n, ast.Attribute) and n.attr == "__version__" and _rooted(n, names)
+                for side in sides
+                for n in ast.walk(side)
+            ):
+                why = "compares torch.__version__"
+        if why is not None:
+            found.append((node.lineno, why))
+    return sorted(set(found))
+
+
+def test_only_the_device_layer_and_the_shim_test_torch_features():
+    checked, _ = scanned_files()
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line}: {why}"
+        for path in checked
+        if path.relative_to(ROOT).as_posix() != SHIM
+        for line, why in feature_tests(path.read_text())
+    ]
+    assert offenders == []
+    assert feature_tests((ROOT / SHIM).read_text())  # the shim does: the check would see it
+
+
+FEATURE_TESTS = [
+    "import torch\nok = hasattr(torch, 'accelerator')",
+    "import torch\nf = getattr(torch.amp, 'is_autocast_available', None)",
+    "import torch.distributed as dist\nc = getattr(dist.Backend, 'backend_capability', {})",
+    "from torch import nn\nok = hasattr(nn.Module, 'compile')",
+    "import inspect\nimport torch.distributed as dist\n"
+    "s = inspect.signature(dist.init_process_group)",
+    "import torch\nnew = torch.__version__ >= '2.6'",
+    "from rcnn.compat import torch_version\nnew = torch_version() >= (2, 6)",
+]
+
+
+@pytest.mark.parametrize("snippet", FEATURE_TESTS)
+def test_each_feature_test_is_caught(snippet):
+    assert feature_tests(snippet), snippet
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "import torch\nversion = torch.__version__",  # reported, not tested
+        "import torch\nf = getattr(torch.nn.functional, name)",  # a lookup without a default
+        "ok = hasattr(model, 'compile')",
+    ],
+)
+def test_reading_torch_is_not_a_feature_test(snippet):
+    assert feature_tests(snippet) == []

@@ -66,10 +66,10 @@ def default_device() -> dict:
         out["rng"] = {"host": host, "host_after_card": host_after_card, "a": a, "b": b, "c": c}
         out["default_device"] = str(torch.empty(1, device="strict").device)
         mod.set_device(0)
-        syncs = STATE.syncs
+        syncs = mod.counters()["synchronize"]
         mod.synchronize()
         mod.synchronize(2)
-        out["cards"] = [mod.device_count(), STATE.syncs - syncs]
+        out["cards"] = [mod.device_count(), mod.counters()["synchronize"] - syncs]
 
         base = mod.memory_allocated(0)
         big = torch.empty(1024, 256, device="strict")  # 1 MiB

@@ -42,7 +42,17 @@ def test_a_precision_autocast_cannot_give_is_refused_before_work(tmp_path):
 def test_a_device_without_optional_capabilities_still_records_the_run(tmp_path):
     run = ("infer", "--device", "strict", "--model", "faster_rcnn_R_18_FPN_quick")
     hide = "name,properties,memory,bf16,rng"
-    done = bench(*run, *SMALL, "--iters", "1", "--warmup", "0", results=tmp_path, hide=hide)
+    done = bench(
+        *run,
+        *SMALL,
+        "--iters",
+        "1",
+        "--warmup",
+        "0",
+        results=tmp_path,
+        hide=hide,
+        accelerator="sync",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     r = last_record(tmp_path)
     assert r["status"] == "ok" and r["throughput_img_s"] > 0

@@ -8,6 +8,10 @@ the device has no kernel for (`unfold`, what `Tensor.repeat` lowers to). It has 
 `synchronize`, `device_count`, `current_device`/`set_device` and per-card RNG state. It has no
 collective backend of its own.
 
+It counts what a real card punishes: `torch.strict.counters()` returns {"synchronize", "d2h"
+(item/_local_scalar_dense, tolist, copies to the host), "h2d", "h2d_pinned", "h2d_non_blocking":
+int, "cards_touched": sorted card indices}; `torch.strict.reset_counters()` zeroes them all.
+
 Use it from the command line (tests/ on the path, the module named as the plug-in):
 
     PYTHONPATH=tests RCNN_DEVICE_PLUGIN=strictdev python -m benchmark infer --device strict ...
@@ -16,7 +20,17 @@ Environment flags, read at import:
     STRICTDEV_CARDS=N       number of cards (default 2)
     STRICTDEV_HIDE=a,b      optional capabilities the device does not offer: `name`
                             (get_device_name), `properties` (get_device_properties), `memory`
-                            (memory statistics), `bf16` (is_bf16_supported), `rng` (RNG state)
+                            (the module's memory statistics), `bf16` (is_bf16_supported), `rng`
+                            (RNG state), `synchronize` (the module's), `amp`
+                            (get_amp_supported_dtype: torch.autocast raises AssertionError),
+                            `seed` (manual_seed_all), `pinned` (page-locked host memory)
+    STRICTDEV_MISSING=a,b   aten operators without a kernel, by base name (`sort`,
+                            `convolution`): they raise torch's many-line NotImplementedError
+    STRICTDEV_ACCELERATOR=  `full` (default: torch.accelerator synchronizes and reports memory
+                            for the device, as for a compiled plug-in on torch >= 2.6), `sync`
+                            (synchronize only) or `off`
+    STRICTDEV_STRICT=1      raise when a process touches a card not its own: local rank r only
+                            card r, a process without LOCAL_RANK (a launcher's parent) none
     STRICTDEV_AUTOCAST=     `ops` (default: conv/linear/matmul run in the autocast dtype),
                             `none` (autocast accepted but covers no op, so fp16/bf16 silently
                             run fp32) or `off` (autocast not implemented: ops under it raise)
@@ -38,7 +52,10 @@ __version__ = "0.1"
 CARDS = int(os.environ.get("STRICTDEV_CARDS", "2"))
 HIDDEN = frozenset(x for x in os.environ.get("STRICTDEV_HIDE", "").split(",") if x)
 AUTOCAST = os.environ.get("STRICTDEV_AUTOCAST", "ops")
+MISSING = frozenset(x for x in os.environ.get("STRICTDEV_MISSING", "").split(",") if x)
+ACCELERATOR = os.environ.get("STRICTDEV_ACCELERATOR", "full")
+STRICT = os.environ.get("STRICTDEV_STRICT", "") == "1"
 
-install(cards=CARDS, hidden=HIDDEN, autocast=AUTOCAST)
+install(CARDS, HIDDEN, AUTOCAST, MISSING, ACCELERATOR, STRICT)
 
 __all__ = ["NAME", "install"]

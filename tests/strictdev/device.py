@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
+from .conduct import Conduct, install_accelerator, install_pinning
+
 NAME = "strict"
 # torchvision registers no kernels for an out-of-tree device, so its ops raise here too.
 # aten's repeat lowers to the view op unfold, which an out-of-tree backend cannot fall back on
@@ -31,14 +33,15 @@ _AUTOCAST_OPS = (
 class _State:
     """Everything the device keeps per process: cards, current card, RNG and memory counters."""
 
-    def __init__(self, cards: int) -> None:
+    def __init__(self, cards: int, missing: frozenset[str] = frozenset(), strict: bool = False):
         self.cards = cards
+        self.missing = missing  # aten operators (base names) the device has no kernel for
+        self.conduct = Conduct(NAME, strict)
         self.current = 0
         self.generators = [torch.Generator() for _ in range(cards)]
         self.allocated = [0] * cards
         self.peak = [0] * cards
         self.live: dict[tuple[int, int], list[int]] = {}  # (card, data_ptr) -> [bytes, refs]
-        self.syncs = 0
 
     def card(self, device: torch.device | str | int | None) -> int:
         if device is None:
@@ -61,6 +64,7 @@ class _State:
             self.allocated[card] += entry[0]
             self.peak[card] = max(self.peak[card], self.allocated[card])
         entry[1] += 1
+        self.conduct.touch(card)
         weakref.finalize(tensor, self._release, key)
 
     def _release(self, key: tuple[int, int]) -> None:
@@ -146,12 +150,46 @@ _METADATA = {
 }
 
 
+def _missing_kernel(func: torch._ops.OpOverload) -> NotImplementedError:
+    """What torch raises for an operator a plug-in registered no kernel for: many lines."""
+    return NotImplementedError(
+        f"Could not run '{func.name()}' with arguments from the '{NAME}' backend. This could be "
+        "because the operator doesn't exist for this backend, or was omitted during the "
+        "selective/custom build process (if using custom build).\n\n"
+        + "\n".join(f"{key}: registered at /aten/src/ATen/Register{key}.cpp" for key in _KEYS)
+    )
+
+
+_KEYS = ("CPU", "Meta", "BackendSelect", "Python", "ADInplaceOrView", "AutogradOther", "Tracer")
+
+
+def _count_transfer(name: str, args: tuple, kwargs: dict) -> None:
+    """Count the host reads and host-to-device copies a real card would make."""
+    conduct = STATE.conduct
+    if name == "aten::_local_scalar_dense":
+        conduct.device_to_host()
+    elif name == "aten::_to_copy":
+        target = kwargs.get("device")
+        if isinstance(args[0], StrictTensor) and target is not None and target.type == "cpu":
+            conduct.device_to_host()
+    elif name == "aten::copy_":
+        dst, src = args[0], args[1]
+        non_blocking = args[2] if len(args) > 2 else kwargs.get("non_blocking", False)
+        if isinstance(dst, StrictTensor) and not isinstance(src, StrictTensor):
+            conduct.host_to_device(src, non_blocking)
+        elif isinstance(src, StrictTensor) and not isinstance(dst, StrictTensor):
+            conduct.device_to_host()
+
+
 def _dispatch(func: torch._ops.OpOverload, args: tuple, kwargs: dict) -> Any:
     name = func._schema.name
     if name in _METADATA:
         return _METADATA[name](args[0].elem)
     if name in _NO_KERNEL or name.startswith("torchvision::"):
         raise NotImplementedError(f"{name} has no kernel on the {NAME} device and no CPU fallback")
+    if name.partition("::")[2] in STATE.missing:
+        raise _missing_kernel(func)
+    _count_transfer(name, args, kwargs)
     flat, _ = tree_flatten((args, kwargs))
     cards, host = _cards_and_host(flat)
     if name not in _CROSS_DEVICE and (len(cards) > 1 or (cards and host)):
@@ -206,6 +244,8 @@ def _host(t: torch.Tensor) -> torch.Tensor:
 
 def _copy_from(src: torch.Tensor, dst: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
     """The host<->card copy that torch.tensor(..., device=) makes below the Python key."""
+    if isinstance(dst, StrictTensor) and not isinstance(src, StrictTensor):
+        STATE.conduct.host_to_device(src, non_blocking)
     _host(dst).copy_(_host(src))
     return dst
 
@@ -266,10 +306,10 @@ def _module(hidden: frozenset[str]) -> types.ModuleType:
 
     def set_device(device: torch.device | str | int) -> None:
         STATE.current = STATE.card(device)
+        STATE.conduct.touch(STATE.current)  # a real card makes its context here
 
     def synchronize(device: torch.device | str | int | None = None) -> None:
-        STATE.card(device)
-        STATE.syncs += 1
+        STATE.conduct.synchronized(STATE.card(device))
 
     def manual_seed(seed: int) -> None:
         STATE.generators[STATE.current].manual_seed(seed)
@@ -279,10 +319,15 @@ def _module(hidden: frozenset[str]) -> types.ModuleType:
             gen.manual_seed(seed)
 
     mod.set_device = set_device
-    mod.synchronize = synchronize
     mod.manual_seed = manual_seed
-    mod.manual_seed_all = manual_seed_all
-    mod.get_amp_supported_dtype = lambda: [torch.float16, torch.bfloat16]
+    mod.counters = STATE.conduct.counters
+    mod.reset_counters = STATE.conduct.reset
+    if "synchronize" not in hidden:
+        mod.synchronize = synchronize
+    if "seed" not in hidden:
+        mod.manual_seed_all = manual_seed_all
+    if "amp" not in hidden:  # without it torch.autocast(NAME) raises AssertionError
+        mod.get_amp_supported_dtype = lambda: [torch.float16, torch.bfloat16]
     if "rng" not in hidden:
         mod.get_rng_state = lambda device=None: STATE.generators[STATE.card(device)].get_state()
         mod.set_rng_state = lambda state, device=None: STATE.generators[
@@ -308,7 +353,35 @@ def _module(hidden: frozenset[str]) -> types.ModuleType:
     return mod
 
 
-def install(cards: int = 2, hidden: frozenset[str] = frozenset(), autocast: str = "ops") -> None:
+def _install_accelerator(mode: str) -> None:
+    """torch.accelerator for this device: `full` (synchronize and memory statistics), `sync`
+    (synchronize only) or `off` (neither: torch's own calls fail for a Python-only device)."""
+    if mode == "off":
+        return
+
+    def sync(device: object = None) -> None:
+        STATE.conduct.synchronized(STATE.card(device))
+
+    def reset(device: object = None) -> None:
+        card = STATE.card(device)
+        STATE.peak[card] = STATE.allocated[card]
+
+    memory = {
+        "memory_allocated": lambda device=None: STATE.allocated[STATE.card(device)],
+        "max_memory_allocated": lambda device=None: STATE.peak[STATE.card(device)],
+        "reset_peak_memory_stats": reset,
+    }
+    install_accelerator(NAME, {"synchronize": sync, **(memory if mode == "full" else {})})
+
+
+def install(
+    cards: int = 2,
+    hidden: frozenset[str] = frozenset(),
+    autocast: str = "ops",
+    missing: frozenset[str] = frozenset(),
+    accelerator: str = "full",
+    strict: bool = False,
+) -> None:
     """Register the device with torch (once per process, as a vendor plug-in's import does)."""
     if getattr(torch, NAME, None) is not None:
         return
@@ -318,7 +391,7 @@ def install(cards: int = 2, hidden: frozenset[str] = frozenset(), autocast: str 
             "strictdev needs torch._C._acc (a Python device guard); "
             f"torch {torch.__version__} lacks it"
         )
-    STATE.__init__(cards)
+    STATE.__init__(cards, missing, strict)
     torch.utils.rename_privateuse1_backend(NAME)
     torch.utils.generate_methods_for_privateuse1_backend()
     torch._register_device_module(NAME, _module(hidden))
@@ -340,3 +413,6 @@ def install(cards: int = 2, hidden: frozenset[str] = frozenset(), autocast: str 
     acc.register_python_privateuseone_hook(Hooks())
     acc.register_python_privateuseone_device_guard(Guard())
     _register_kernels(autocast)
+    if "pinned" not in hidden:
+        install_pinning(STATE.conduct)
+    _install_accelerator(accelerator)

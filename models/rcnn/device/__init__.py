@@ -1,6 +1,7 @@
 """Device adapters: the only place that knows which backend the code runs on."""
 
-from .base import PRECISIONS, CardInfo, DeviceAdapter, DeviceError
+from .base import PRECISIONS, CardInfo, DeviceAdapter
+from .errors import DeviceError
 from .registry import all_adapters, get_adapter, register, resolve
 
 __all__ = [

@@ -16,11 +16,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
-from . import compat
+from rcnn import compat
+
+from .errors import DeviceError
+from .reasons import reason
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -28,17 +31,8 @@ AUTOCAST_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 MISSING_CAPABILITY = (AttributeError, NotImplementedError, RuntimeError, TypeError)
 
 T = TypeVar("T")
+Source = tuple[str, "Callable[[], Any] | None"]  # (what it is, for the note; the call or None)
 logger = logging.getLogger("rcnn.device")
-
-
-def privateuse1_name() -> str | None:
-    """The name an out-of-tree (PrivateUse1) plug-in gave its device, once it renamed it."""
-    name = getattr(torch._C, "_get_privateuse1_backend_name", lambda: "privateuseone")()
-    return None if name == "privateuseone" else name
-
-
-class DeviceError(RuntimeError):
-    """A device, card or precision was asked for that this machine cannot give."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +43,12 @@ class CardInfo:
 
 
 class DeviceAdapter:
-    """One backend: subclasses set the attributes and override only where the backend differs."""
+    """One backend: subclasses set the attributes and override only where the backend differs.
+
+    Every capability a plug-in may lack is read through one fallback chain (`_first`): the
+    backend's own module, then torch.accelerator where this torch has it and the device is its
+    current accelerator, then a null answer with a note; never a crash.
+    """
 
     name: str = ""
     plugin: str | None = None  # module to import first (torch_mlu, torch_npu)
@@ -64,26 +63,71 @@ class DeviceAdapter:
     # device's kernel: RCNN_OPS=auto runs them natively here, RCNN_OPS=kernel still forces it.
     native_ops: frozenset[str] = frozenset()
 
+    def __init__(self) -> None:
+        self._notes: list[str] = []  # what the backend lacked, said once per process
+        self._probed: dict[str, str | None] = {}  # precision -> why autocast failed on the card
+        self.card: int | None = None  # the card set_device bound this process to
+
     # -- capabilities a plug-in may lack ----------------------------------------------------
 
     def note(self, text: str) -> None:
         """Say once, in the log and in every later record of this process, what was missing."""
-        notes = self.__dict__.setdefault("_notes", [])
-        if text not in notes:
-            notes.append(text)
+        if text not in self._notes:
+            self._notes.append(text)
             logger.warning("%s", text)
 
     def notes(self) -> list[str]:
         """What this backend lacked so far in this process (for the record's `notes`)."""
-        return list(self.__dict__.get("_notes", []))
+        return list(self._notes)
 
     def _optional(self, capability: str, call: Callable[[], T], default: T) -> T:
         """`call()`, or `default` with a note when the backend lacks the capability."""
         try:
             return call()
         except MISSING_CAPABILITY as err:
-            self.note(f"{self.name}: no {capability} ({type(err).__name__}: {err}); left null")
+            self.note(f"{self.name}: no {capability} ({reason(err)}); left null")
             return default
+
+    def _accelerator(self, function: str) -> Callable[..., Any] | None:
+        """torch.accelerator's `function` when the accelerator is this device, else None."""
+        if compat.current_accelerator_type() != self.name:
+            return None
+        return compat.accelerator_function(function)
+
+    def _first(self, capability: str, sources: list[Source], default: T) -> T:
+        """The first source that answers; else `default`, with one note naming each miss."""
+        missed = []
+        for where, call in sources:
+            if call is None:
+                missed.append(f"no {where}")
+                continue
+            try:
+                return call()
+            except MISSING_CAPABILITY as err:
+                missed.append(f"{where}: {reason(err)}")
+        self.note(f"{self.name}: no {capability} ({'; '.join(missed)}); left null")
+        return default
+
+    def _module_call(self, function: str, *args: Any) -> Source:
+        """`<module>.function(*args)` as a source (its call None when the module lacks it)."""
+        fn = getattr(self.module(), function, None)
+        return f"torch.{self.name}.{function}", (None if fn is None else lambda: fn(*args))
+
+    def _accelerator_call(self, function: str, *args: Any) -> Source:
+        """torch.accelerator.function(*args) as a source, where it serves this device."""
+        fn = self._accelerator(function)
+        return f"torch.accelerator.{function}", (None if fn is None else lambda: fn(*args))
+
+    def can_sync_via_accelerator(self) -> bool:
+        """Whether torch.accelerator synchronizes this device (torch >= 2.6, current device)."""
+        return self._accelerator("synchronize") is not None
+
+    def memory_stats(self) -> bool:
+        """Whether peak memory can be measured here (module's statistics or torch.accelerator's)."""
+        mod = self.module()
+        return hasattr(mod, "max_memory_allocated") or (
+            self._accelerator("max_memory_allocated") is not None
+        )
 
     # -- availability -----------------------------------------------------------------------
 
@@ -96,7 +140,7 @@ class DeviceAdapter:
         except Exception as err:  # a broken vendor install raises anything, not only ImportError
             if isinstance(err, ModuleNotFoundError) and err.name == self.plugin:
                 return f"{self.plugin} is not installed"
-            return f"{self.plugin} failed to import ({type(err).__name__}: {err})"
+            return f"{self.plugin} failed to import ({reason(err)})"
         return None
 
     def module(self) -> ModuleType | None:
@@ -131,9 +175,17 @@ class DeviceAdapter:
             raise DeviceError(f"device '{self.name}' requested but {reason}{hint}")
 
     def plugin_version(self) -> str | None:
+        """The plug-in's version: its module's __version__, else its package's metadata."""
         if self.plugin is None or self._import_plugin() is not None:
             return None
-        return getattr(importlib.import_module(self.plugin), "__version__", "unknown")
+        version = getattr(importlib.import_module(self.plugin), "__version__", None)
+        if version is None:
+            metadata = importlib.import_module("importlib.metadata")
+            distributions = metadata.packages_distributions().get(self.plugin.split(".")[0], [])
+            for dist in [self.plugin, *distributions]:
+                with contextlib.suppress(metadata.PackageNotFoundError):
+                    return metadata.version(dist)
+        return str(version) if version is not None else "unknown"
 
     # -- cards ------------------------------------------------------------------------------
 
@@ -141,14 +193,23 @@ class DeviceAdapter:
         mod = self.module()
         return int(mod.device_count()) if mod is not None and mod.is_available() else 0
 
+    def _property(self, index: int, field: str) -> Source:
+        """A field of `<module>.get_device_properties(index)` as a source."""
+        where, call = self._module_call("get_device_properties", index)
+        return f"{where}().{field}", (None if call is None else lambda: getattr(call(), field))
+
     def card_name(self, index: int) -> str | None:
-        return self._optional("card name", lambda: str(self.module().get_device_name(index)), None)
+        sources = [self._module_call("get_device_name", index), self._property(index, "name")]
+        name = self._first("card name", sources, None)
+        return str(name) if name is not None else None
 
     def card_memory_mb(self, index: int) -> float | None:
-        props = self._optional(
-            "card properties", lambda: self.module().get_device_properties(index), None
-        )
-        total = getattr(props, "total_memory", None)
+        where, free_total = self._accelerator_call("get_memory_info", index)
+        sources = [
+            self._property(index, "total_memory"),
+            (where, None if free_total is None else lambda: free_total()[1]),
+        ]
+        total = self._first("card memory", sources, None)
         return total / 2**20 if total else None
 
     # words of a card name -> dense peak TFLOP/s per precision; empty where no datasheet is known
@@ -174,49 +235,54 @@ class DeviceAdapter:
         return torch.device(self.name if index is None else f"{self.name}:{index}")
 
     def set_device(self, index: int) -> None:
+        """Bind this process to card `index`: later probes run there, never on another card."""
         self.module().set_device(index)
-
-    def _uses_torch_accelerator(self, function: str = "synchronize") -> bool:
-        # torch.accelerator covers the current accelerator generically; prefer it when it is ours
-        # and this torch has the function (the module is from torch 2.6, its memory ones 2.9).
-        # A PrivateUse1 plug-in's own module is what a Python-only plug-in drives: ask it.
-        return (
-            compat.current_accelerator_type() == self.name != privateuse1_name()
-            and compat.accelerator_function(function) is not None
-        )
+        self.card = index
 
     def synchronize(self, index: int | None = None) -> None:
-        if self._uses_torch_accelerator():
-            torch.accelerator.synchronize(index)
-        else:
-            self.module().synchronize(index)
+        self._first(
+            "synchronize (timings are not bracketed by a device sync)",
+            [
+                self._module_call("synchronize", index),
+                self._accelerator_call("synchronize", index),
+            ],
+            None,
+        )
 
     # -- memory -----------------------------------------------------------------------------
 
     def reset_peak_memory(self, index: int | None = None) -> None:
-        def reset() -> None:
-            if self._uses_torch_accelerator("reset_peak_memory_stats"):
-                torch.accelerator.reset_peak_memory_stats(index)
-            else:
-                self.module().reset_peak_memory_stats(index)
-
-        self._optional("memory statistics", reset, None)
+        self._first(
+            "memory statistics",
+            [
+                self._module_call("reset_peak_memory_stats", index),
+                self._accelerator_call("reset_peak_memory_stats", index),
+            ],
+            None,
+        )
 
     def peak_memory_mb(self, index: int | None = None) -> float | None:
         """Peak memory allocated by tensors since the last reset; None when not reported."""
-
-        def peak() -> float:
-            if self._uses_torch_accelerator("max_memory_allocated"):
-                return torch.accelerator.max_memory_allocated(index) / 2**20
-            return self.module().max_memory_allocated(index) / 2**20
-
-        return self._optional("memory statistics", peak, None)
+        peak = self._first(
+            "memory statistics",
+            [
+                self._module_call("max_memory_allocated", index),
+                self._accelerator_call("max_memory_allocated", index),
+            ],
+            None,
+        )
+        return peak / 2**20 if peak is not None else None
 
     def supports_pinned_memory(self) -> bool:
         """Whether page-locked host memory works here, so a batch's copy to the card can be
-        asynchronous (the host prepares the next batch while the card computes)."""
-        acc = getattr(torch, "accelerator", None)
-        if not self.is_accelerator or (acc is not None and not self._uses_torch_accelerator()):
+        asynchronous (the host prepares the next batch while the card computes). Decided by
+        trying: a vendor that renames PrivateUse1 (torch_npu, torch_mlu) pins like CUDA does."""
+        if not self.is_accelerator:
+            return False
+        if (
+            compat.pin_memory_pins_for_the_accelerator()
+            and compat.current_accelerator_type() != self.name
+        ):
             return False  # pin_memory() pins for the current accelerator: it must be this one
         return self._optional(
             "pinned host memory", lambda: torch.empty(1).pin_memory().is_pinned(), False
@@ -226,61 +292,77 @@ class DeviceAdapter:
 
     def manual_seed(self, seed: int) -> None:
         torch.manual_seed(seed)
-        mod = self.module()
-        if mod is not None and hasattr(mod, "manual_seed_all"):
-            mod.manual_seed_all(seed)
+        self._first(
+            "card RNG seeding",
+            [self._module_call("manual_seed_all", seed), self._module_call("manual_seed", seed)],
+            None,
+        )
 
     def rng_state(self, index: int | None = None) -> torch.Tensor | None:
         """The card's generator state, to save beside the CPU ones for an exact resume;
         None (and a note: a resume is then not bit-exact) when the backend has none."""
         card = index if index is not None else 0
-        return self._optional("RNG state", lambda: self.module().get_rng_state(card), None)
+        return self._first("RNG state", [self._module_call("get_rng_state", card)], None)
 
     def set_rng_state(self, state: torch.Tensor | None, index: int | None = None) -> None:
         if state is None:
             return  # saved by a backend without RNG state
         card = index if index is not None else 0
-        self._optional("RNG state", lambda: self.module().set_rng_state(state, card), None)
+        self._first("RNG state", [self._module_call("set_rng_state", state, card)], None)
 
     # -- precision --------------------------------------------------------------------------
 
     def supported_precisions(self) -> tuple[str, ...]:
+        """What the backend claims (autocast, its dtypes, its bf16 answer); once set_device
+        bound a card, each autocast precision also proven on that card. Before it (a
+        launcher's parent) no card is touched."""
         supported = ["fp32"]
-        if self.autocast_works("fp16"):
-            supported.append("fp16")
-        # an unknown bf16 answer (None) is allowed: the run checks the dtype convs ran in
-        if self.supports_bf16() is not False and self.autocast_works("bf16"):
-            supported.append("bf16")
+        for precision in ("fp16", "bf16"):
+            if self._claims(precision) and (self.card is None or self.autocast_works(precision)):
+                supported.append(precision)
         return tuple(p for p in PRECISIONS if p in supported)
+
+    def _claims(self, precision: str) -> bool:
+        """Whether the backend says it can autocast to `precision`, without touching a card."""
+        error = compat.autocast_error(self.name)
+        if error is not None:
+            self.note(f"{self.name}: no torch autocast ({reason(error)}); {precision} refused")
+            self._probed[precision] = f"no torch autocast: {reason(error)}"
+            return False
+        _, dtypes = self._module_call("get_amp_supported_dtype")  # plug-ins have it, CUDA not
+        if dtypes is not None and AUTOCAST_DTYPES[precision] not in dtypes():
+            self._probed[precision] = f"the device's autocast offers no {precision}"
+            return False
+        # an unknown bf16 answer (None) is allowed: the run checks the dtype convs ran in
+        return precision != "bf16" or self.supports_bf16() is not False
 
     def supports_bf16(self) -> bool | None:
         """The backend's own answer; None (with a note) when it has no bf16 query."""
-        return self._optional("bf16 query", lambda: bool(self.module().is_bf16_supported()), None)
+        answer = self._first("bf16 query", [self._module_call("is_bf16_supported")], None)
+        return bool(answer) if answer is not None else None
 
     def autocast_works(self, precision: str) -> bool:
         """Whether torch's autocast really covers this backend at `precision`, tried once per
-        process with a tiny convolution on card 0: where it does not, torch warns (or says
-        nothing) and runs fp32 work under an fp16/bf16 label."""
-        tried = self.__dict__.setdefault("_autocast", {})
-        if precision not in tried:
+        process with a tiny convolution on this process's own card (set_device's): where it
+        does not, torch warns (or says nothing) and runs fp32 work under an fp16/bf16 label."""
+        if precision not in self._probed:
             why = self._autocast_failure(AUTOCAST_DTYPES[precision])
             if why is not None:
-                self.__dict__.setdefault("_refused", {})[precision] = why
                 self.note(f"{self.name}: {why}; {precision} refused")
-            tried[precision] = why is None
-        return tried[precision]
+            self._probed[precision] = why
+        return self._probed[precision] is None
 
     def _autocast_failure(self, dtype: torch.dtype) -> str | None:
+        card = self.torch_device(self.card if self.card is not None else 0)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's "disabling autocast": the dtype says it
-                x = torch.ones(1, 1, 2, 2, device=self.torch_device(0))
-                weight = torch.ones(1, 1, 1, 1, device=self.torch_device(0))
+                x = torch.ones(1, 1, 2, 2, device=card)
+                weight = torch.ones(1, 1, 1, 1, device=card)
                 with torch.autocast(device_type=self.name, dtype=dtype):
                     out = torch.nn.functional.conv2d(x, weight)
         except Exception as err:  # a plug-in fails in any way
-            said = (str(err).splitlines() or [""])[0][:160]
-            return f"a convolution under torch autocast failed ({type(err).__name__}: {said})"
+            return f"a convolution under torch autocast failed ({reason(err)})"
         if out.dtype != dtype:
             return f"torch autocast left a convolution in {str(out.dtype).removeprefix('torch.')}"
         return None
@@ -291,7 +373,7 @@ class DeviceAdapter:
                 f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}"
             )
         if precision not in self.supported_precisions():
-            why = self.__dict__.get("_refused", {}).get(precision)
+            why = self._probed.get(precision)
             raise DeviceError(
                 f"precision '{precision}' is not supported on {self.name}"
                 + (f" ({why})" if why else "")
@@ -311,7 +393,22 @@ class DeviceAdapter:
 
     def grad_scaler(self, precision: str) -> torch.amp.GradScaler:
         """Dynamic loss scaling for fp16; a disabled (pass-through) scaler otherwise."""
-        return compat.grad_scaler(self.name, precision == "fp16", self.module())
+        enabled = precision == "fp16"
+        scaler = compat.grad_scaler(self.name, enabled)
+        if scaler is not None:
+            return scaler
+        # torch < 2.3: the backend's own amp.GradScaler (torch.cuda's, a plug-in's); a disabled
+        # scaler only passes calls through, so torch.cuda's serves any device
+        own = getattr(getattr(self.module(), "amp", None), "GradScaler", None)
+        if own is None and not enabled:
+            own = torch.cuda.amp.GradScaler
+        if own is None:
+            raise DeviceError(
+                f"fp16 loss scaling on {self.name} needs torch >= 2.3 (torch.amp.GradScaler) "
+                f"or a plug-in with its own amp.GradScaler; this torch is {torch.__version__}: "
+                "use bf16 or fp32"
+            )
+        return own(enabled=enabled)
 
     # -- graph compilation ------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from . import compat
 from .base import DeviceAdapter
 
 
@@ -107,9 +106,6 @@ class CpuAdapter(DeviceAdapter):
         super().configure_precision(precision)
         if precision == "bf16" and onednn_has_bf16() is False:
             self.note(SLOW_BF16)  # in the log and in the record's notes: the number is honest
-
-    def grad_scaler(self, precision: str) -> torch.amp.GradScaler:
-        return compat.grad_scaler("cpu", enabled=False)
 
     def environment(self) -> dict[str, str | None]:
         return {"plugin": None, "plugin_version": None, "driver": None}

@@ -7,18 +7,18 @@ import subprocess
 
 import torch
 
+from rcnn import compat
+
 from .base import DeviceAdapter
 
 
 def _set_tf32(enabled: bool) -> None:
-    matmul = torch.backends.cuda.matmul
-    conv = torch.backends.cudnn.conv if hasattr(torch.backends.cudnn, "conv") else None
-    if hasattr(matmul, "fp32_precision") and conv is not None:
-        mode = "tf32" if enabled else "ieee"
-        matmul.fp32_precision = mode
-        conv.fp32_precision = mode
+    settings = compat.fp32_precision_settings(torch.backends, "cuda.matmul", "cudnn.conv")
+    if settings is not None:
+        for setting in settings:
+            setting.fp32_precision = "tf32" if enabled else "ieee"
     else:  # torch < 2.9
-        matmul.allow_tf32 = enabled
+        torch.backends.cuda.matmul.allow_tf32 = enabled
         torch.backends.cudnn.allow_tf32 = enabled
 
 

@@ -11,11 +11,12 @@ them; gloo beside this one for the host left gather without a backend). DDP, all
 from __future__ import annotations
 
 import datetime
-import inspect
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.distributed as dist
+
+from rcnn import compat
 
 NAME = "host_staged"
 _NOT_COLLECTIVES = {NAME, "fake", "threaded"}  # test doubles, not a device's own collective
@@ -84,8 +85,7 @@ class HostStagedGroup(dist.ProcessGroup):
 
 
 def _own_collective(device_type: str) -> str | None:
-    capability = getattr(dist.Backend, "backend_capability", {})
-    for backend, devices in capability.items():
+    for backend, devices in compat.backends_by_device().items():
         if device_type in devices and backend not in _NOT_COLLECTIVES:
             return backend
     return None
@@ -98,8 +98,8 @@ def collective_for(device_type: str) -> str:
         return own
     if not dist.is_available():
         return "gloo"
-    if NAME not in getattr(dist.Backend, "backend_capability", {}):
-        if "devices" not in inspect.signature(dist.Backend.register_backend).parameters:
+    if NAME not in compat.backends_by_device():
+        if not compat.backend_registration_takes_devices():
             return "gloo"  # torch without per-device backends: gloo, which refuses card tensors
         # a process has one PrivateUse1 device, so one registration serves it
         dist.Backend.register_backend(NAME, HostStagedGroup, devices=["cpu", device_type])

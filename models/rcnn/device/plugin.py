@@ -15,6 +15,7 @@ from .host_staged import collective_for
 
 class PluginAdapter(DeviceAdapter):
     def __init__(self, name: str, plugin: str | None = None, dist_backend: str | None = None):
+        super().__init__()
         self.name = name
         self.plugin = plugin
         # without a collective of its own, the card joins through gloo on host copies

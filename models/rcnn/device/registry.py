@@ -7,9 +7,12 @@ import os
 
 import torch
 
-from .base import DeviceAdapter, DeviceError, privateuse1_name
+from rcnn import compat
+
+from .base import DeviceAdapter
 from .cpu import CpuAdapter
 from .cuda import CudaAdapter
+from .errors import DeviceError
 from .mlu import MluAdapter
 from .mps import MpsAdapter
 from .npu import NpuAdapter
@@ -42,7 +45,7 @@ def _import_named_plugin() -> str | None:
 def all_adapters() -> list[DeviceAdapter]:
     """Every built-in backend, and the device of the plug-in named in RCNN_DEVICE_PLUGIN."""
     if _import_named_plugin():
-        name = privateuse1_name()
+        name = compat.privateuse1_name()
         if name is not None and name not in _ADAPTERS:
             get_adapter(name)
     return list(_ADAPTERS.values())
@@ -73,10 +76,9 @@ def get_adapter(name: str) -> DeviceAdapter:
 
 
 def _auto() -> DeviceAdapter:
-    acc = getattr(torch, "accelerator", None)
-    current = acc.current_accelerator() if acc is not None and acc.is_available() else None
-    if current is not None and current.type in _ADAPTERS:
-        return _ADAPTERS[current.type]
+    current = compat.current_accelerator_type()
+    if current is not None and current in _ADAPTERS:
+        return _ADAPTERS[current]
     for adapter in _ADAPTERS.values():
         if adapter.is_accelerator and adapter.is_available():
             return adapter

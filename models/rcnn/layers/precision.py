@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from rcnn.device.compat import autocast_available
+from rcnn.compat import autocast_available
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -19,7 +19,8 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
 
 
 def autocast_off(device: torch.device) -> contextlib.AbstractContextManager:
-    """Disable autocast on `device` so the op's matmuls stay in its compute dtype."""
+    """Disable autocast on `device` so the op's matmuls stay in its compute dtype; nothing to
+    disable where torch.autocast cannot be constructed (rcnn.compat decides that, once)."""
     if autocast_available(device.type):
         return torch.autocast(device_type=device.type, enabled=False)
     return contextlib.nullcontext()

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from rcnn.device import DeviceAdapter, compat
+from rcnn import compat
+from rcnn.device import DeviceAdapter
 
 
 def is_dist() -> bool:
@@ -35,8 +36,9 @@ def launched_by_torchrun() -> bool:
 def binds_card(adapter: DeviceAdapter) -> bool:
     """Whether the collective runs on the card itself (nccl, hccl, cncl): only those take
     init_process_group's device_id; gloo (or host staging) on a plug-in device refuses it."""
-    capability = getattr(dist.Backend, "backend_capability", {})
-    return adapter.is_accelerator and adapter.name in capability.get(adapter.dist_backend, [])
+    return adapter.is_accelerator and adapter.name in compat.backends_by_device().get(
+        adapter.dist_backend, []
+    )
 
 
 def init_distributed(adapter: DeviceAdapter, index: int, timeout_s: int = 1800) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rcnn.device.compat import compile_unavailable_reason
+from rcnn.compat import compile_unavailable_reason
 from rcnn.modeling.backbone import build_backbone
 from rcnn.modeling.detector.generalized_rcnn import GeneralizedRCNN
 from rcnn.modeling.roi_heads import build_roi_heads

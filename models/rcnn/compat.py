@@ -2,7 +2,8 @@
 
 The project runs on torch 2.1 through the pinned 2.14.1 (the torch that vendor images ship).
 Each helper below names the release that brought the feature it stands in for; older releases
-get the equivalent they had, or a clear error where they had none.
+get the equivalent they had, or None where they had none (the caller says what that means).
+Nothing here knows a backend: the device adapters (rcnn.device) ask these questions for theirs.
 """
 
 from __future__ import annotations
@@ -63,60 +64,97 @@ def compile_unavailable_reason() -> str | None:
 
 
 @functools.cache
-def autocast_available(device_type: str) -> bool:
-    """torch.amp.is_autocast_available (torch 2.4); before it, whether torch.autocast accepts
-    the device type (2.1-2.3 raise RuntimeError for a type without autocast)."""
+def autocast_error(device_type: str) -> Exception | None:
+    """Why torch.autocast cannot be used on `device_type`, or None when it can: the one place
+    that decides it. torch.amp.is_autocast_available (torch 2.4) is not enough: a plug-in whose
+    module lacks get_amp_supported_dtype is "available", yet constructing torch.autocast raises
+    AssertionError (2.1-2.3 raise RuntimeError for a type without autocast)."""
     check = getattr(torch.amp, "is_autocast_available", None)
-    if check is not None:
-        return bool(check(device_type))
     try:
+        if check is not None and not check(device_type):
+            return RuntimeError(f"torch {torch.__version__} has no autocast for '{device_type}'")
         torch.autocast(device_type=device_type, enabled=False)
-    except RuntimeError:
-        return False
-    return True
+    except (RuntimeError, AssertionError) as err:  # a device type torch does not know, too
+        return err
+    return None
 
 
-def grad_scaler(device_type: str, enabled: bool, module: ModuleType | None = None) -> Any:
-    """A GradScaler for `device_type`: torch.amp.GradScaler(device) (torch 2.3); before it,
-    torch.cuda.amp.GradScaler for cuda or a disabled (pass-through) scaler, and the plug-in's
-    own `<module>.amp.GradScaler` (torch_npu, torch_mlu) for a vendor device."""
+def autocast_available(device_type: str) -> bool:
+    """Whether torch.autocast can be constructed for `device_type` (see autocast_error)."""
+    return autocast_error(device_type) is None
+
+
+def grad_scaler(device_type: str, enabled: bool) -> Any | None:
+    """torch.amp.GradScaler(device) (torch 2.3); None before it (the device adapter then
+    takes its backend's own `<module>.amp.GradScaler`)."""
     if hasattr(torch.amp, "GradScaler"):
         return torch.amp.GradScaler(device_type, enabled=enabled)
-    if device_type == "cuda" or not enabled:
-        # with enabled=False it only passes calls through, whatever the device
-        return torch.cuda.amp.GradScaler(enabled=enabled)
-    plugin_scaler = getattr(getattr(module, "amp", None), "GradScaler", None)
-    if plugin_scaler is not None:
-        return plugin_scaler(enabled=enabled)
-    from rcnn.device.base import DeviceError  # base imports this module
-
-    raise DeviceError(
-        f"fp16 loss scaling on {device_type} needs torch >= 2.3 (torch.amp.GradScaler) or a "
-        f"plug-in with its own amp.GradScaler; this torch is {torch.__version__}: use bf16 or fp32"
-    )
+    return None
 
 
-# torch.OutOfMemoryError (torch 2.4) is what torch.cuda.OutOfMemoryError (1.13) became.
+# torch.OutOfMemoryError (torch 2.4) is the class torch.cuda (and torch_mlu) called
+# OutOfMemoryError before, torch._C._OutOfMemoryError.
 OUT_OF_MEMORY_ERRORS: tuple[type[BaseException], ...] = (
     MemoryError,
-    getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+    torch.OutOfMemoryError if hasattr(torch, "OutOfMemoryError") else torch._C._OutOfMemoryError,
 )
+
+
+def has_accelerator_api() -> bool:
+    """Whether this torch has torch.accelerator (torch 2.6)."""
+    return hasattr(torch, "accelerator")
 
 
 def current_accelerator_type() -> str | None:
     """The device type torch.accelerator (torch 2.6) reports as current; None before 2.6 or
     when no accelerator is available."""
-    acc = getattr(torch, "accelerator", None)
-    if acc is None or not acc.is_available():
+    if not has_accelerator_api() or not torch.accelerator.is_available():
         return None
-    current = acc.current_accelerator()
+    current = torch.accelerator.current_accelerator()
     return current.type if current is not None else None
+
+
+def privateuse1_name() -> str | None:
+    """The name an out-of-tree (PrivateUse1) plug-in gave its device, once it renamed it."""
+    name = getattr(torch._C, "_get_privateuse1_backend_name", lambda: "privateuseone")()
+    return None if name == "privateuseone" else name
 
 
 def accelerator_function(name: str) -> Callable[..., Any] | None:
     """torch.accelerator's function `name`, or None where this torch lacks it: the module is
     from 2.6, its memory functions (reset_peak_memory_stats, max_memory_allocated) from 2.9."""
     return getattr(getattr(torch, "accelerator", None), name, None)
+
+
+def pin_memory_pins_for_the_accelerator() -> bool:
+    """Whether Tensor.pin_memory() pins for torch.accelerator's current device (torch 2.6, with
+    torch.accelerator); before it, it pins for CUDA unless given a device."""
+    return has_accelerator_api()
+
+
+def backends_by_device() -> dict[str, list[str]]:
+    """Every registered c10d backend and the device types it serves (Backend.backend_capability,
+    torch 2.2); {} where this torch does not say."""
+    return {b: list(d) for b, d in getattr(dist.Backend, "backend_capability", {}).items()}
+
+
+def backend_registration_takes_devices() -> bool:
+    """Backend.register_backend(..., devices=) (torch 2.2): one backend per device type."""
+    return "devices" in inspect.signature(dist.Backend.register_backend).parameters
+
+
+def fp32_precision_settings(root: ModuleType, *paths: str) -> list[Any] | None:
+    """The settings objects at dotted `paths` under `root` (torch.backends) when each has an
+    `fp32_precision` switch (torch 2.9, replacing the `allow_tf32` flags); else None."""
+    found = []
+    for path in paths:
+        obj: Any = root
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if not hasattr(obj, "fp32_precision"):
+            return None
+        found.append(obj)
+    return found
 
 
 def process_group_device(device_id: torch.device | None) -> dict[str, torch.device]:
