@@ -162,15 +162,20 @@ def _timed(
 
     streams = {name: run.batches(itertools.repeat(batch), copy=False) for name, run in runs.items()}
     total = args.warmup + args.iters * args.repeats
-    for i in range(total):
-        for impl in impls:
+    try:
+        for i in range(total):
+            for impl in impls:
 
-            def iteration(impl: Impl = impl, last: bool = i == total - 1) -> None:
-                next(streams[impl.name])
-                step(impl, last)
-                runs[impl.name].step_end(batch.size)
+                def iteration(impl: Impl = impl, last: bool = i == total - 1) -> None:
+                    next(streams[impl.name])
+                    step(impl, last)
+                    runs[impl.name].step_end(batch.size)
 
-            others_paused(impl.name, iteration)()
+                others_paused(impl.name, iteration)()
+    except BaseException:
+        for run in reversed(runs.values()):  # torch's own methods back, whatever stopped us
+            run.conduct.close(0)
+        raise
     return runs
 
 

@@ -303,7 +303,9 @@ def test_a_compare_that_crashes_leaves_a_failed_record_per_impl(capsys, tmp_path
         raise RuntimeError("the peer broke")
 
     monkeypatch.setattr(impls.TorchvisionImpl, "infer", broken)
+    item = torch.Tensor.item
     assert main(["compare", *SMALL, "--results", str(tmp_path)]) == 1
+    assert torch.Tensor.item is item  # the conduct counters' patches are gone
     err = capsys.readouterr().err
     assert err.startswith("error: unexpected error: RuntimeError: the peer broke") and (
         err.count("\n") == 1
