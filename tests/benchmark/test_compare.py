@@ -144,18 +144,20 @@ def test_compare_writes_one_record_per_impl_that_the_report_keeps_apart(capsys, 
     assert sorted(line.split(" | ")[1] for line in rows) == ["rcnn", "torchvision"]
 
 
-def test_each_record_counts_its_own_impls_conduct(capsys, tmp_path):
+@pytest.mark.parametrize(("sync", "loss_reads"), [("iteration", 2), ("window", 1)])
+def test_each_record_counts_its_own_impls_conduct(capsys, tmp_path, sync, loss_reads):
     """Two timed runs at once: each counts its impl's host reads, the model's told from the
-    harness's (the trainer's one read per step), and torch's methods are restored after."""
+    harness's (the trainer's read of its losses: every step, or with --sync window the last
+    one only), and torch's methods are restored after."""
     methods = {name: getattr(torch.Tensor, name) for name in ("item", "tolist", "cpu", "to")}
-    argv = ["compare", *SMALL, "--warmup", "1", "--mode", "train", "--json"]
+    argv = ["compare", *SMALL, "--warmup", "1", "--mode", "train", "--sync", sync, "--json"]
     assert main([*argv, "--results", str(tmp_path)]) == 0
     assert {name: getattr(torch.Tensor, name) for name in methods} == methods
     by_impl = _records_by_impl(tmp_path)
     ours, peer = by_impl["rcnn"]["conduct"], by_impl["torchvision"]["conduct"]
     assert ours["iterations"] == peer["iterations"] == 2
     assert ours["model_host_reads"] > 0
-    assert ours["host_reads"] - ours["model_host_reads"] == 2  # Trainer.step reads its losses
+    assert ours["host_reads"] - ours["model_host_reads"] == loss_reads
     assert peer["model_host_reads"] == 0  # torchvision's code is not our model's
 
 
