@@ -215,9 +215,14 @@ def budget(mode: str, sync: str, log_period: int, iterations: int, pinned: bool)
 def broken(counts: Counts, limits: Budget, own_card: int) -> list[str]:
     """Every budget `counts` breaks, one line each."""
     reasons = []
-    per_iter = (counts.host_reads + counts.syncs) / max(counts.iterations, 1)
+    iterations = max(counts.iterations, 1)
+    per_iter = (counts.host_reads + counts.syncs) / iterations
     if per_iter > limits.reads_per_iter + 1e-9:
-        reasons.append(f"host reads {per_iter:.2f}/iteration > {limits.reads_per_iter:.2f}")
+        model = counts.model_host_reads / iterations
+        reasons.append(
+            f"host reads {per_iter:.2f}/iteration > {limits.reads_per_iter:.2f} "
+            f"(the model's {model:.2f})"
+        )
     if limits.pinned and counts.h2d_pinned < counts.h2d_copies:
         reasons.append(f"{counts.h2d_copies - counts.h2d_pinned} batch copies not pinned")
     if counts.h2d_non_blocking < counts.h2d_copies:
