@@ -475,4 +475,12 @@ class TimedRun:
             conduct=conduct_field(ranks),
             batch_shapes=dict(shapes) or None,
         )
+        recompiled = max(counts.recompiles for counts, _ in ranks)
+        if recompiled:  # the window timed compilation, or ran eager past the recompile limit
+            fields.update(
+                status="failed",
+                error=f"{recompiled} recompilation(s) inside the measured window (batch shapes "
+                f"{', '.join(sorted(shapes))}): warm-up did not see every shape the window "
+                "ran; raise --warmup or pad batches to fewer sizes (DATALOADER.SIZE_DIVISIBILITY)",
+            )
         return fields
