@@ -7,7 +7,8 @@ The harness counts, on every device, so that every train and infer record carrie
   `synchronize` other than the timer's own boundaries. On a CPU run every tensor is the run's
   device's, so the count is what the same code would read on a card (but for `.to("cpu")`,
   which cannot be told from the run's own moves there);
-- host-to-card batch copies, told by the prefetcher, and how many were pinned and non-blocking;
+- host-to-card copies (`Tensor.to` a card: the batches' and any the model makes that way) and
+  how many came from pinned memory and were non-blocking;
 - recompilations: graphs torch._dynamo compiled inside the window;
 - the cards this process put its model and batches on.
 The strict test device counts the same things itself (torch.strict.counters()), so CI checks
@@ -29,7 +30,8 @@ import rcnn
 from rcnn.device import DeviceAdapter
 
 # the Tensor methods that hand a value to the host: each waits for the card's queued work
-READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__")
+READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+# indexing with a 0-dim integer tensor reads it to the host inside C++, past __index__
 # a read from code in these folders of the rcnn package is the model's, from the rest of rcnn
 # or from the harness the harness's; torch's and a plug-in's own frames are looked past
 RCNN_CODE = str(Path(rcnn.__file__).parent)
@@ -59,9 +61,24 @@ def _by_model(frame: FrameType | None) -> bool:
     return False
 
 
-def _to_host(args: tuple, kwargs: dict) -> bool:
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not dtype.is_floating_point and not dtype.is_complex and dtype != torch.bool
+
+
+def _scalar_index(index: object) -> torch.Tensor | None:
+    """The 0-dim integer tensor among an index (read to the host to index with), if any."""
+    for item in index if isinstance(index, tuple) else (index,):
+        if isinstance(item, torch.Tensor) and item.dim() == 0 and _is_integer(item.dtype):
+            return item
+    return None
+
+
+def _target(args: tuple, kwargs: dict) -> torch.device | None:
+    """The device a `Tensor.to` call moves to, or None when it names none (a dtype only)."""
     target = kwargs.get("device", args[0] if args else None)
-    return isinstance(target, str | torch.device) and torch.device(target).type == "cpu"
+    if isinstance(target, torch.Tensor):
+        return target.device
+    return torch.device(target) if isinstance(target, str | torch.device) else None
 
 
 @dataclass
@@ -72,7 +89,7 @@ class Counts:
     host_reads: int = 0
     model_host_reads: int = 0  # of host_reads, those the model's own code made
     syncs: int = 0  # synchronizes besides the timer's boundaries
-    h2d_copies: int = 0
+    h2d_copies: int = 0  # tensors moved host -> card with Tensor.to
     h2d_pinned: int = 0
     h2d_non_blocking: int = 0
     recompiles: int = 0
@@ -110,7 +127,7 @@ class ConductCounter:
         self._graphs = compiled_graphs()
         if model is not None:
             self._cards |= {p.device.index or 0 for p in model.parameters()}
-        for name in (*READS, "to"):
+        for name in (*READS, "to", "__getitem__"):
             self._saved[name] = getattr(torch.Tensor, name)
             setattr(torch.Tensor, name, self._counted(name, self._saved[name]))
         sync = self.adapter.synchronize
@@ -123,13 +140,14 @@ class ConductCounter:
 
     def _counted(self, name: str, method: Callable) -> Callable:
         def read(tensor, *args, **kwargs):
-            # a device's own read method may read again: one read, not two; `.to` reads only
-            # when it moves a card's tensor to the host
-            if self._reading or (
-                name == "to" and (tensor.device.type == "cpu" or not _to_host(args, kwargs))
-            ):
+            if name == "to":
+                return self._moved(method, tensor, args, kwargs)
+            # indexing reads its 0-dim index, if any; a device's own read method may read
+            # again: one read, not two
+            read_from = _scalar_index(args[0]) if name == "__getitem__" else tensor
+            if read_from is None or self._reading:
                 return method(tensor, *args, **kwargs)
-            self._read(tensor)
+            self._read(read_from)
             self._reading = True
             try:
                 return method(tensor, *args, **kwargs)
@@ -138,17 +156,32 @@ class ConductCounter:
 
         return read
 
+    def _moved(self, to: Callable, tensor: torch.Tensor, args: tuple, kwargs: dict):
+        """`tensor.to(...)`: a read when a card's tensor goes to the host, a counted copy when a
+        host tensor goes to a card (pinned or not, non-blocking or not)."""
+        target = _target(args, kwargs)
+        if (
+            target is None
+            or self._reading
+            or (tensor.device.type == "cpu") == (target.type == "cpu")
+        ):
+            return to(tensor, *args, **kwargs)
+        if target.type == "cpu":
+            self._read(tensor)
+            self._reading = True
+            try:
+                return to(tensor, *args, **kwargs)
+            finally:
+                self._reading = False
+        self._cards.add(target.index if target.index is not None else self.own_card)
+        self.counts.h2d_copies += 1
+        self.counts.h2d_pinned += tensor.is_pinned()
+        self.counts.h2d_non_blocking += bool(kwargs.get("non_blocking", False))
+        return to(tensor, *args, **kwargs)
+
     @property
     def is_open(self) -> bool:
         return self._open
-
-    def copied(self, tensors: int, pinned: bool, non_blocking: bool) -> None:
-        """The prefetcher queued a batch's copy of `tensors` tensors (prefetch.OnCopy)."""
-        self._cards.add(self.device.index or 0)
-        if self._open:
-            self.counts.h2d_copies += tensors
-            self.counts.h2d_pinned += tensors if pinned else 0
-            self.counts.h2d_non_blocking += tensors if non_blocking else 0
 
     def close(self, iterations: int) -> Counts:
         """The window closed after `iterations` measured iterations: restore, return counts."""
@@ -185,9 +218,14 @@ def budget(mode: str, sync: str, log_period: int, iterations: int, pinned: bool)
 def broken(counts: Counts, limits: Budget, own_card: int) -> list[str]:
     """Every budget `counts` breaks, one line each."""
     reasons = []
-    per_iter = (counts.host_reads + counts.syncs) / max(counts.iterations, 1)
+    iterations = max(counts.iterations, 1)
+    per_iter = (counts.host_reads + counts.syncs) / iterations
     if per_iter > limits.reads_per_iter + 1e-9:
-        reasons.append(f"host reads {per_iter:.2f}/iteration > {limits.reads_per_iter:.2f}")
+        model = counts.model_host_reads / iterations
+        reasons.append(
+            f"host reads {per_iter:.2f}/iteration > {limits.reads_per_iter:.2f} "
+            f"(the model's {model:.2f})"
+        )
     if limits.pinned and counts.h2d_pinned < counts.h2d_copies:
         reasons.append(f"{counts.h2d_copies - counts.h2d_pinned} batch copies not pinned")
     if counts.h2d_non_blocking < counts.h2d_copies:

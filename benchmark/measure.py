@@ -384,7 +384,7 @@ class TimedRun:
         """The loader's batches on the card, each one's wait and copy timed as data time;
         `copy=False`: batches already on the card, data time is the sync alone."""
         if copy:
-            loader = prefetch_to_device(loader, self.adapter, self.index, self.conduct.copied)
+            loader = prefetch_to_device(loader, self.adapter, self.index)
         for batch in self.timers.iterate(loader):
             self.conduct.active = True  # the iteration's compute: its host reads count
             images = getattr(batch[0], "tensors", None) if isinstance(batch, tuple) else None
@@ -475,4 +475,12 @@ class TimedRun:
             conduct=conduct_field(ranks),
             batch_shapes=dict(shapes) or None,
         )
+        recompiled = max(counts.recompiles for counts, _ in ranks)
+        if recompiled:  # the window timed compilation, or ran eager past the recompile limit
+            fields.update(
+                status="failed",
+                error=f"{recompiled} recompilation(s) inside the measured window (batch shapes "
+                f"{', '.join(sorted(shapes))}): warm-up did not see every shape the window "
+                "ran; raise --warmup or pad batches to fewer sizes (DATALOADER.SIZE_DIVISIBILITY)",
+            )
         return fields

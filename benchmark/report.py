@@ -253,6 +253,46 @@ def verify_table(df: pd.DataFrame) -> pd.DataFrame:
     return _order(table, ["model", "device_name", "precision"]).rename(columns=LABELS)
 
 
+def conduct_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per train/infer cell: host reads per iteration (the model's among them), pinned batch
+    copies, recompilations in the window, the cards each rank touched, and every budget a run
+    of the cell broke (benchmark.conduct)."""
+    if "conduct.iterations" not in df:
+        return pd.DataFrame()
+    runs = df[(df["status"] == "ok") & df["conduct.iterations"].notna()]
+    if runs.empty:
+        return pd.DataFrame()
+    keys = ["mode", "model", "impl", "device_name", "workload", "cards", "precision"]
+    keys.append("batch_per_card")
+    runs = runs.assign(
+        model_reads=runs["conduct.model_host_reads"] / runs["conduct.iterations"],
+        cards_touched=[_text(c) for c in runs["conduct.cards_touched"]],
+    )
+    cells = runs.groupby(keys)
+    table = cells.agg(
+        reads=("conduct.host_reads_per_iter", "median"),
+        model_reads=("model_reads", "median"),
+        copies=("conduct.h2d_copies", "median"),
+        pinned=("conduct.h2d_pinned", "median"),
+        recompiles=("conduct.recompiles", "max"),
+        cards_touched=("cards_touched", _kinds),
+        runs=("run_id", "count"),
+    )
+    table["budget"] = cells["conduct.budget_broken"].agg(
+        lambda lists: "; ".join(sorted({b for found in lists for b in found})) or "ok"
+    )
+    table["host reads/it (model's)"] = [
+        f"{_num(r, '{:.3g}')} ({_num(m, '{:.3g}')})"
+        for r, m in zip(table.pop("reads"), table.pop("model_reads"), strict=True)
+    ]
+    table["pinned/copies"] = [
+        f"{_num(p, '{:.0f}')}/{_num(c, '{:.0f}')}"
+        for p, c in zip(table.pop("pinned"), table.pop("copies"), strict=True)
+    ]
+    order = ["host reads/it (model's)", "pinned/copies", "recompiles", "cards_touched", "budget"]
+    return _order(table[[*order, "runs"]].reset_index(), keys).rename(columns=LABELS)
+
+
 def data_bound_table(df: pd.DataFrame) -> pd.DataFrame:
     if "data_time_share" not in df:
         return pd.DataFrame()
@@ -463,6 +503,15 @@ def build_report(
             "No ok inference records.",
         ),
         _section("Accuracy (COCO)", accuracy_table(df), "No evaluated records."),
+        _section(
+            "Conduct (inside the measured window)",
+            conduct_table(df),
+            "No record counts conduct.",
+            "What a real card punishes: host reads per iteration (the model's own in brackets; "
+            "budget: one per training step, none between log periods with sync window, one per "
+            "inference batch), batch copies pinned, recompilations, cards each rank touched. "
+            "`budget` names every budget a run of the cell broke.",
+        ),
         _section(
             "Notes on the ok runs",
             notes_table(df),

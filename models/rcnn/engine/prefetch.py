@@ -8,45 +8,33 @@ copy counts as data time) is the benchmark's timing contract, not this module's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from rcnn.device import DeviceAdapter
 
 Batch = tuple[Any, list[Any], Any]
-# told of every host-to-card copy this module queues: (tensors copied, pinned, non_blocking)
-OnCopy = Callable[[int, bool, bool], None]
 
 
-def to_device(
-    batch: Batch, adapter: DeviceAdapter, index: int, pin: bool, on_copy: OnCopy | None = None
-) -> Batch:
+def to_device(batch: Batch, adapter: DeviceAdapter, index: int, pin: bool) -> Batch:
     """One batch's images and targets on the card; the copy is queued, not waited for."""
     images, targets, ids = batch
     device = adapter.torch_device(index)
     if pin:
         images, targets = images.pin_memory(), [t.pin_memory() for t in targets]
     images = images.to(device, non_blocking=True)
-    targets = [t.to(device, non_blocking=True) for t in targets]
-    if on_copy is not None:
-        on_copy(1 + len(targets), pin, True)
-    return images, targets, ids
+    return images, [t.to(device, non_blocking=True) for t in targets], ids
 
 
-def prefetch_to_device(
-    batches: Iterable[Batch],
-    adapter: DeviceAdapter,
-    index: int,
-    on_copy: OnCopy | None = None,
-) -> Iterator[Batch]:
+def prefetch_to_device(batches: Iterable[Batch], adapter: DeviceAdapter, index: int) -> Iterator:
     """The batches on the card, the next one's copy queued before the current one is yielded."""
     pin = adapter.supports_pinned_memory()
     stream = iter(batches)
     ahead = next(stream, None)
     if ahead is not None:
-        ahead = to_device(ahead, adapter, index, pin, on_copy)
+        ahead = to_device(ahead, adapter, index, pin)
     while ahead is not None:
         current, ahead = ahead, next(stream, None)
         if ahead is not None:
-            ahead = to_device(ahead, adapter, index, pin, on_copy)
+            ahead = to_device(ahead, adapter, index, pin)
         yield current
