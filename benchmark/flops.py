@@ -1,13 +1,15 @@
 """FLOPs per image and FLOP utilisation: the work a detector does at one input size.
 
-The count runs once per (config, input size, mode, weights) in a process, with
-torch.utils.flop_counter.FlopCounterMode, on a copy of the run's model after the measured
-window (never inside it), on one synthetic MIN x MAX image (the largest the resize yields):
-forward for inference, forward and backward for training. It is kept on disk under the results
-folder (flops/<key>.json) so that later runs of the same workload do not recount. Matrix
-multiplications and convolutions are what FlopCounterMode counts; NMS and ROIAlign add nothing.
-The heads after the RPN work on the proposals and detections the weights give, so the count
-belongs to the weights too (a key part).
+The count runs with torch.utils.flop_counter.FlopCounterMode, on a copy of the run's model
+after the measured window (never inside it), on one synthetic image at each padded size the
+measured batches had (per size bucket): forward for inference, forward and backward for
+training; the record's count per image is their mean weighted by how many batches had each size.
+Counts are cached in the process and on disk under the results folder (flops/<key>.json),
+keyed by the workload's identity (benchmark.workload.identity: the config without run-specific
+keys, the weights' content, the execution mode) and the size, so a second run of the same model
+does not recount. Matrix multiplications and convolutions are what FlopCounterMode counts; NMS
+and ROIAlign add nothing. The heads after the RPN work on the proposals and detections the
+weights give, so the count belongs to the weights too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch import nn
 
 from benchmark.impls import Batch, Impl, RcnnImpl, synthetic_batch
 from benchmark.workload.build import Workload
+from benchmark.workload.identity import key
 from rcnn.device import DeviceAdapter
 from rcnn.errors import one_line
 
@@ -57,9 +60,8 @@ def try_count_gflops(impl: Impl, batch: Batch, mode: str) -> tuple[float | None,
         return None, f"FLOP count failed ({type(exc).__name__}: {one_line(exc)})"
 
 
-def _key(config_hash: str | None, size: tuple[int, int], mode: str, weights: str) -> str:
-    weights_id = Path(weights).name if weights != "random" else weights
-    return f"{config_hash}-{size[0]}x{size[1]}-{mode}-{weights_id}".replace(os.sep, "_")
+# what a FLOP count depends on: not the data nor how long the run went
+FLOP_PARTS = ("config", "mode", "weights", "execution")
 
 
 def gflops_per_image(
@@ -68,13 +70,13 @@ def gflops_per_image(
     num_classes: int,
     size: tuple[int, int],
     mode: str,
-    config_hash: str | None,
-    weights: str,
+    work: str,
     results: str | Path | None = None,
 ) -> tuple[float | None, str | None]:
-    """try_count_gflops on a copy of `model` and one synthetic image of `size`, cached in this
-    process and under `results`/flops/ when given."""
-    key = _key(config_hash, size, mode, weights)
+    """try_count_gflops on a copy of `model` and one synthetic image of `size` (H, W), cached
+    in this process and under `results`/flops/ when given, by `work` (identity.key of the
+    workload's FLOP_PARTS) and the size."""
+    key = f"{work}-{size[0]}x{size[1]}-{mode}"
     path = Path(results) / "flops" / f"{key}.json" if results is not None else None
     if key not in _CACHE and path is not None and path.is_file():
         _CACHE[key] = float(json.loads(path.read_text())["gflops_per_image"])
@@ -131,21 +133,35 @@ def run_flop_fields(
     index: int | None,
 ) -> dict[str, Any]:
     """The FLOP fields of a measured train or infer run of `workload` whose record `fields`
-    (throughput, weights) are known: call after its window. `notes` says why a field is null."""
-    cfg, known = workload.cfg, workload.record_fields()
-    size = (known["image_min_size"], known["image_max_size"])
-    gflops, why = gflops_per_image(
-        model,
-        cfg.DATALOADER.SIZE_DIVISIBILITY,
-        cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES,
-        size,
-        workload.mode,
-        known["config_hash"],
-        fields["weights"],
-        args.results,
-    )
+    (throughput, workload, batch_shapes) are known: call after its window. Without measured
+    shapes the count is at MIN x MAX. `notes` says why a field is null."""
+    cfg = workload.cfg
+    shapes = fields.get("batch_shapes") or {
+        f"{fields['image_min_size']}x{fields['image_max_size']}": 1
+    }
+    work = key(fields["workload"], *FLOP_PARTS)
+    per_size: dict[str, float] = {}
+    why = None
+    for shape in shapes:
+        h, w = (int(v) for v in shape.split("x"))
+        value, why = gflops_per_image(
+            model,
+            cfg.DATALOADER.SIZE_DIVISIBILITY,
+            cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES,
+            (h, w),
+            workload.mode,
+            work,
+            args.results,
+        )
+        if value is None:
+            break
+        per_size[shape] = value
+    gflops = None
+    if why is None:
+        gflops = sum(per_size[s] * n for s, n in shapes.items()) / sum(shapes.values())
     peak = args.peak_tflops or adapter.peak_tflops(index or 0, cfg.MODEL.PRECISION)
     flops = flop_fields(gflops, fields["throughput_img_s"], workload.cards, peak)
+    flops["flop_sizes"] = per_size if why is None else None
     notes = [why] if why else []
     if peak is None:
         notes.append("flop_utilisation: this card's peak is unknown (give --peak-tflops)")

@@ -2,9 +2,13 @@
 
 The peer is built the way torchvision trains from ImageNet weights (frozen BN, stem + res2
 frozen, i.e. FREEZE_CONV_BODY_AT 2), with the config's class count and RPN / ROI sizes, and its
-internal transform reduced to a no-op resize to the input size with mean 0 / std 1, so both
-models see the same pixels. With `same_weights`, ours is built in torchvision's layout (stride in
-the 3x3 conv) and loads the peer's weights: both then do the same work on the same proposals.
+internal transform reduced to what ours does inside its forward, batching (padding) the
+images: its normalize, resize and mask paste are off, so both models see the same pixels and
+return the same kind of result (`WORK`). With `same_weights`, ours is built in torchvision's
+layout (stride in the 3x3 conv) and loads the peer's weights: both then do the same work on the
+same proposals. Both keep every detection up to DETECTIONS_PER_IMG (score threshold 0): random
+weights can score every class below the config's threshold (they do at small test sizes), which
+would leave the mask head no work.
 
 Random weights are calibrated first (`calibrate_frozen_bn`): with identity frozen BNs the
 activations of a random ResNet grow to ~1e4, objectness saturates and the RPN keeps a handful of
@@ -28,6 +32,15 @@ from rcnn.structures.bounding_box import BoxList
 from rcnn.structures.image_list import to_image_list
 
 IMPLS = ("rcnn", "torchvision")
+
+# What one timed iteration of either impl includes, by mode (the record's `work`).
+WORK = {
+    "infer": "pad the batch, forward to at most DETECTIONS_PER_IMG detections per image (score "
+    "threshold 0), boxes at the input size, masks as 28x28 probabilities (not pasted); images "
+    "come resized and normalised",
+    "train": "pad the batch, forward to the losses, the trainer's step (loss all-reduce, one "
+    "host read, backward, optimizer step); images come resized and normalised",
+}
 
 # Config body -> torchvision backbone name.
 _TORCHVISION_BODIES = {
@@ -91,6 +104,19 @@ class Impl:
         raise NotImplementedError
 
 
+class TrainerModel(nn.Module):
+    """An impl as the library Trainer's model: `model(batch, [])` is the impl's losses on the
+    batch, so its training step is the trainer's own (the Batch moves itself to the card)."""
+
+    def __init__(self, impl: Impl) -> None:
+        super().__init__()
+        self.impl = impl
+        self.detector = impl.model  # a submodule: train() and parameters() reach it
+
+    def forward(self, batch: Batch, targets: list) -> dict[str, torch.Tensor]:
+        return self.impl.losses(batch)
+
+
 class RcnnImpl(Impl):
     name = "rcnn"
 
@@ -135,13 +161,18 @@ def model_config(model: str, overrides: list[str] | None = None) -> CfgNode:
 
 
 def impl_config(
-    model: str, same_weights: bool, channels_last: bool = False, compiled: bool = False
+    model: str,
+    same_weights: bool,
+    channels_last: bool = False,
+    compiled: bool = False,
+    user: list[str] | None = None,
 ) -> CfgNode:
     """Our config: with `same_weights`, in torchvision's layout (the peer is built from it
-    too), with our execution modes."""
+    too), with our execution modes, then the `user`'s KEY VALUE overrides."""
     overrides = ["MODEL.RESNETS.STRIDE_IN_1X1", "False"] if same_weights else []
     overrides += ["MODEL.CHANNELS_LAST", str(channels_last), "MODEL.COMPILE", str(compiled)]
-    return model_config(model, overrides)
+    overrides += ["MODEL.ROI_HEADS.SCORE_THRESH", "0.0"]  # see the module docstring
+    return model_config(model, [*overrides, *(user or [])])
 
 
 def build_torchvision_peer(cfg: CfgNode, image_size: tuple[int, int]) -> nn.Module:
@@ -171,7 +202,7 @@ def build_torchvision_peer(cfg: CfgNode, image_size: tuple[int, int]) -> nn.Modu
     )
     rpn, rh = cfg.MODEL.RPN, cfg.MODEL.ROI_HEADS
     detector = MaskRCNN if cfg.MODEL.MASK_ON else FasterRCNN
-    return detector(
+    peer = detector(
         backbone,
         num_classes=cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES,
         min_size=min(image_size),
@@ -195,6 +226,25 @@ def build_torchvision_peer(cfg: CfgNode, image_size: tuple[int, int]) -> nn.Modu
         box_batch_size_per_image=rh.BATCH_SIZE_PER_IMAGE,
         box_positive_fraction=rh.POSITIVE_FRACTION,
     )
+    # Only batching stays in its forward, as in ours (instance attributes shadow the methods).
+    peer.transform.normalize = _as_given
+    peer.transform.resize = _as_given_with_target
+    peer.transform.postprocess = _detections_as_given
+    return peer
+
+
+def _as_given(image: torch.Tensor) -> torch.Tensor:
+    return image
+
+
+def _as_given_with_target(image: torch.Tensor, target: dict | None) -> tuple:
+    return image, target
+
+
+def _detections_as_given(result: list[dict], image_shapes: list, original_sizes: list) -> list:
+    """The peer's detections without its paste: boxes already at the input size (no resize),
+    masks as the mask head's 28x28 probabilities, as ours returns them."""
+    return result
 
 
 @torch.no_grad()
@@ -232,14 +282,16 @@ def build_impls(
     channels_last: bool = False,
     compile_backend: str | None = None,
     peer_channels_last: bool = False,
+    user: list[str] | None = None,
 ) -> list[Impl]:
     """The requested impls of config `model` for (height, width) inputs, in `impls` order;
     `calibration` images [N, 3, H, W] calibrate the random frozen BNs. `channels_last` and
-    `compile_backend` set our execution modes; `peer_channels_last` the peer's layout."""
+    `compile_backend` set our execution modes; `peer_channels_last` the peer's layout; `user`
+    holds KEY VALUE config overrides for both."""
     unknown = sorted(set(impls) - set(IMPLS))
     if unknown:
         raise ValueError(f"unknown impl(s) {unknown}; known: {list(IMPLS)}")
-    cfg = impl_config(model, same_weights, channels_last, compile_backend is not None)
+    cfg = impl_config(model, same_weights, channels_last, compile_backend is not None, user)
     torch.manual_seed(seed)
     peer = build_torchvision_peer(cfg, image_size)
     if calibration is not None:

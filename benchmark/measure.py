@@ -1,25 +1,28 @@
-"""Timing that a benchmark can be held to: synchronized, warm-up aware, real percentiles.
+"""The timing contract: what a window holds, where it syncs, what data time covers.
 
-One iteration is the wait for its batch (data time) followed by its compute. Iterations are
-back to back: each starts where the previous one ended, so the measured step times add up to
-exactly the wall time of the measured window, and throughput agrees with the step times.
+Every measured loop (train, infer, compare, the trainer's hooks) goes through `TimedRun` below;
+these rules are written here once.
 
-    timer = IterationTimer(lambda: adapter.synchronize(index), warmup=10)
-    batches = prefetch_to_device(loader, adapter, index)  # pinned, non-blocking copies
-    for batch in timer.iterate(batches):       # times the wait for each batch and its copy
-        loss = model(batch)                     # ... backward, optimizer step, or inference
-        timer.step_end(images=len(batch))       # syncs, closes the iteration
-    fields = summarize([timer.window()], latency=False)
-
-The copy to the card is queued inside the batches the timer waits for, so the synchronize that
-ends data time also waits for the copy: data time is the loader, pinning and the copy.
-
-Sync policy `iteration` (the default): every boundary is a device synchronize, one at `start()`
-and two per iteration (after the batch is ready, after the compute), so queued device work is
-never credited to the wrong side or lost, and step times are per-step latencies. Policy
-`window`: only the window's edges synchronize (the start, the end of the warm-up and the last
-measured iteration), so the host runs ahead and overlaps with the card as it would in
-production; throughput is exact, per-iteration times are host-side and latency is not reported.
+1. Iterations. One iteration is the wait for its batch (data time) followed by its compute.
+   Iterations are back to back: each starts where the previous one ended, so the measured step
+   times add up to exactly the wall time of the measured window, and throughput agrees with the
+   step times. The first `warmup` iterations are timed but left out; the very first one's time
+   is kept apart as first_iter_s (compilation, autotuning), split into its data wait and its
+   compute.
+2. Data time covers the loader wait, pinning and the host-to-card copy: batches reach the loop
+   through `prefetch_to_device` inside the timed wait, so the synchronize that ends data time
+   also waits for the copy (queued one batch ahead, pinned and non-blocking where the adapter
+   pins).
+3. Syncs. Policy `iteration` (the default): every boundary is a device synchronize, one at the
+   start and two per iteration (batch ready, compute done), so queued device work is never
+   credited to the wrong side and step times are per-step latencies. Policy `window`: only the
+   window's edges synchronize (the start, the end of the warm-up, the last measured iteration,
+   and a step before paused work), so the host runs ahead as in production; throughput is exact,
+   per-iteration times are host-side and latency is not reported.
+4. Paused work. Evaluation and pasting masks run on a paused clock (`TimedRun.excluding`) after
+   their step's end, which synchronizes first, so no queued device work hides in the pause.
+5. Peak memory is reset when the window opens; conduct (benchmark.conduct) is counted inside it.
+6. Across ranks: images summed, the slowest rank's wall time, every rank's step times pooled.
 
 Percentiles interpolate linearly between order statistics (numpy's default, Hyndman-Fan type 7):
 the p-th percentile of n sorted values sits at rank (n - 1) * p / 100.
@@ -30,11 +33,25 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
+
+import torch
+
+from benchmark.conduct import ConductCounter, broken, budget, conduct_field
+from rcnn.device import DeviceAdapter
+from rcnn.engine.inference import compute_on_dataset
+from rcnn.engine.prefetch import Batch, prefetch_to_device
+from rcnn.engine.run import EvalHook
+from rcnn.engine.trainer import StepResult, Trainer, TrainHooks
+from rcnn.utils import comm
 
 T = TypeVar("T")
+
+# What data time covers (rule 2), as each record says it.
+DATA_TIME_COVERS = "loader wait + pinning + host-to-card copy (one batch ahead)"
 
 SYNC_POLICIES = ("iteration", "window")
 
@@ -84,6 +101,7 @@ class Window:
 
     warmup_iters: int
     first_iter_s: float | None
+    first_iter_data_s: float | None = None  # the first batch's wait: loader start-up included
     measured_iters: int = 0  # per rank: gathering ranks' step times does not multiply it
     images: int = 0
     wall_s: float = 0.0
@@ -121,6 +139,7 @@ class IterationTimer:
         self.warmup = warmup
         self.iterations = 0  # warm-up included
         self._first_iter_s: float | None = None
+        self._first_data_s: float | None = None
         self._iter_start: float | None = None
         self._window_start: float | None = None  # the synchronize that ends the warm-up
         self._data_end: float | None = None
@@ -146,14 +165,15 @@ class IterationTimer:
             raise RuntimeError("IterationTimer.start() must be called before data_end()")
         self._data_end = self._now(self.sync == "iteration")
 
-    def step_end(self, images: int) -> None:
-        """The iteration's compute is done: record it; the next iteration starts now."""
+    def step_end(self, images: int, boundary: bool = False) -> None:
+        """The iteration's compute is done: record it; the next iteration starts now.
+        `boundary` synchronizes under any policy (paused work follows this step)."""
         if self._data_end is None:
             raise RuntimeError("IterationTimer.data_end() must be called before step_end()")
-        end = self._now(self.sync == "iteration" or self._at_edge())
+        end = self._now(self.sync == "iteration" or boundary or self._at_edge())
         step, data = end - self._iter_start, self._data_end - self._iter_start
         if self.iterations == 0:
-            self._first_iter_s = step
+            self._first_iter_s, self._first_data_s = step, data
         self.iterations += 1
         if self.iterations > self.warmup:
             w = self._window
@@ -180,6 +200,7 @@ class IterationTimer:
         return Window(
             warmup_iters=min(self.iterations, self.warmup),
             first_iter_s=self._first_iter_s,
+            first_iter_data_s=self._first_data_s,
             measured_iters=w.measured_iters,
             images=w.images,
             wall_s=w.wall_s,
@@ -234,6 +255,11 @@ class RepeatedTimers:
         self.warmup = warmup
         self._current = 0
 
+    @property
+    def total(self) -> int | None:
+        """Every iteration of every repeat, warm-up included (None: as many as given)."""
+        return None if self.iters is None else self.warmup + self.iters * len(self.timers)
+
     def iterate(self, batches: Iterable[T]) -> Iterator[T]:
         stream = iter(batches)
         for r, timer in enumerate(self.timers):
@@ -241,8 +267,8 @@ class RepeatedTimers:
             count = None if self.iters is None else self.iters + timer.warmup
             yield from timer.iterate(itertools.islice(stream, count))
 
-    def step_end(self, images: int) -> None:
-        self.timers[self._current].step_end(images)
+    def step_end(self, images: int, boundary: bool = False) -> None:
+        self.timers[self._current].step_end(images, boundary)
 
     @property
     def warmup_done(self) -> bool:
@@ -265,10 +291,12 @@ def reduce_across_ranks(window: Window) -> Window:
     gathered: list[Window | None] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, window)
     ranks = [w for w in gathered if w is not None]
-    firsts = [w.first_iter_s for w in ranks if w.first_iter_s is not None]
+    firsts = [w for w in ranks if w.first_iter_s is not None]
+    coldest = max(firsts, key=lambda w: w.first_iter_s) if firsts else window
     return Window(
         warmup_iters=window.warmup_iters,
-        first_iter_s=max(firsts) if firsts else None,  # the cold start lasts until the last rank
+        first_iter_s=coldest.first_iter_s,  # the cold start lasts until the last rank
+        first_iter_data_s=coldest.first_iter_data_s,
         measured_iters=window.measured_iters,
         images=sum(w.images for w in ranks),
         wall_s=max(w.wall_s for w in ranks),
@@ -294,6 +322,7 @@ def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict
     if not windows or any(w.measured_iters == 0 or w.wall_s <= 0 for w in windows):
         raise ValueError("no measured iterations: raise the iteration count above the warm-up")
     throughputs = [w.images / w.wall_s for w in windows]
+    first, first_data = windows[0].first_iter_s, windows[0].first_iter_data_s
     share = statistics.median(sum(w.data_s) / sum(w.step_s) for w in windows)
     step_s = [s for w in windows for s in w.step_s]
     # an inference batch's latency is its compute, from batch ready to results synchronized
@@ -311,5 +340,147 @@ def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict
         "sync": windows[0].sync,
         "data_time_share": share,
         "data_bound": share > DATA_BOUND_SHARE,
-        "first_iter_s": windows[0].first_iter_s,
+        "first_iter_s": first,
+        "first_iter_data_s": first_data,
+        "first_iter_compute_s": None if first is None else first - (first_data or 0.0),
     }
+
+
+class TimedRun:
+    """The contract's one entry: a measured loop of `warmup` + `iters` x `repeats` iterations
+    on card `index`, timed by the rules above. Train: `fit`; infer: `infer`; a loop of its own
+    (compare): `batches` (`copy=False` for batches already on the card) and `step_end`.
+    Every rank calls `finish`; rank 0 gets the record's timing, memory and conduct fields."""
+
+    def __init__(
+        self,
+        adapter: DeviceAdapter,
+        index: int,
+        warmup: int,
+        iters: int | None,
+        repeats: int = 1,
+        sync: str = "iteration",
+        clock: Callable[[], float] = time.perf_counter,
+        mode: str = "infer",
+    ) -> None:
+        self.adapter, self.index, self.mode = adapter, index, mode
+        self.clock = PausableClock(clock)
+        self.conduct = ConductCounter(adapter, index)
+        self.timers = RepeatedTimers(
+            self.conduct.synchronize, warmup, iters, repeats, clock=self.clock, sync=sync
+        )
+        self.sync = sync
+        self.log_period = 1
+        self._model: torch.nn.Module | None = None
+        self.shapes: Counter[str] = Counter()  # padded HxW of the measured batches
+        if warmup == 0:
+            self._open_window()
+
+    def _open_window(self) -> None:
+        self.adapter.reset_peak_memory(self.index)  # the measured window's peak, not warm-up's
+        self.conduct.open(self._model)
+
+    def batches(self, loader: Iterable[T], copy: bool = True) -> Iterator[T]:
+        """The loader's batches on the card, each one's wait and copy timed as data time;
+        `copy=False`: batches already on the card, data time is the sync alone."""
+        if copy:
+            loader = prefetch_to_device(loader, self.adapter, self.index)
+        for batch in self.timers.iterate(loader):
+            self.conduct.active = True  # the iteration's compute: its host reads count
+            images = getattr(batch[0], "tensors", None) if isinstance(batch, tuple) else None
+            if self.conduct.is_open and images is not None:
+                self.shapes["x".join(map(str, images.shape[-2:]))] += 1
+            yield batch
+
+    def step_end(self, images: int, boundary: bool = False) -> None:
+        """An iteration's compute is done; `boundary`: paused work follows, sync first."""
+        self.conduct.active = False
+        self.timers.step_end(images, boundary)
+        if self.timers.warmup_done:
+            self._open_window()
+
+    def excluding(self, fn: Callable[..., T]) -> Callable[..., T]:
+        """`fn` on the paused clock: neither step time nor conduct."""
+        return self.clock.excluding(fn)
+
+    def fit(
+        self,
+        trainer: Trainer,
+        loader: Iterable[Batch],
+        evaluation: EvalHook | None = None,
+    ) -> list[float]:
+        """Train over the whole run; returns the last losses read (sum), empty when none was.
+        With sync 'window' the trainer reads and reduces its losses only at log periods."""
+        self._model = trainer.model
+        self.log_period = trainer.log_period
+        trainer.loss_period = trainer.log_period if self.sync == "window" else 1
+        last: list[float] = []
+
+        def timed(_trainer: Trainer, step: StepResult) -> bool:
+            due = evaluation is not None and evaluation.due(step.iteration)
+            self.step_end(step.images, boundary=due)
+            if step.losses is not None:
+                last[:] = [sum(step.losses.values())]
+            return False
+
+        hooks = TrainHooks(after_step=[timed])  # first: the step ends before any paused work
+        if evaluation is not None:
+            hooks.after_step.append(self.excluding(evaluation))
+        trainer.fit(self.batches(loader), 0, self.timers.total, hooks)
+        return last
+
+    def infer(
+        self,
+        model: torch.nn.Module,
+        loader: Iterable[Batch],
+        precision: str,
+        convert: Callable[[int, Any], T] | None = None,
+    ) -> dict[int, Any]:
+        """Predictions of the measured batches by dataset index; `convert` runs paused."""
+        self._model = model
+        return compute_on_dataset(
+            model,
+            self.batches(itertools.islice(loader, self.timers.total)),
+            self.adapter,
+            self.index,
+            precision,
+            on_batch=self.step_end,
+            convert=self.excluding(convert) if convert is not None else None,
+        )
+
+    def finish(self) -> dict | None:
+        """Every rank: close the window, gather it; rank 0 gets timing, memory and conduct
+        fields (latency per batch for inference), other ranks None."""
+        windows = [reduce_across_ranks(w) for w in self.timers.windows()]
+        iters = sum(w.measured_iters for w in self.timers.windows())
+        counts = self.conduct.close(iters)
+        limits = budget(
+            self.mode,
+            self.sync,
+            self.log_period,
+            iters,
+            self.adapter.supports_pinned_memory(),
+        )
+        own = (counts, broken(counts, limits, self.conduct.own_card))
+        ranks = comm.all_gather_objects(own)
+        peaks = comm.all_gather_objects(self.adapter.peak_memory_mb(self.index))
+        shapes = sum(comm.all_gather_objects(self.shapes), Counter())
+        if not comm.is_main_process():
+            return None
+        fields = summarize(windows, latency=self.mode == "infer")
+        fields.update(
+            peak_mem_mb=max((p for p in peaks if p is not None), default=None),
+            peak_mem_kind=self.adapter.peak_memory_kind,
+            data_time_covers=DATA_TIME_COVERS,
+            conduct=conduct_field(ranks),
+            batch_shapes=dict(shapes) or None,
+        )
+        recompiled = max(counts.recompiles for counts, _ in ranks)
+        if recompiled:  # the window timed compilation, or ran eager past the recompile limit
+            fields.update(
+                status="failed",
+                error=f"{recompiled} recompilation(s) inside the measured window (batch shapes "
+                f"{', '.join(sorted(shapes))}): warm-up did not see every shape the window "
+                "ran; raise --warmup or pad batches to fewer sizes (DATALOADER.SIZE_DIVISIBILITY)",
+            )
+        return fields

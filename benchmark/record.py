@@ -87,6 +87,23 @@ class CollectiveRow(TypedDict):
     busbw_gb_s: float
 
 
+class Conduct(TypedDict):
+    """What the timed window did that a real card punishes (benchmark.conduct); counts are the
+    worst rank's, cards_touched lists every rank's."""
+
+    iterations: int
+    host_reads: int  # device-to-host reads during compute: item, tolist, cpu, .to("cpu") ...
+    model_host_reads: int  # of host_reads, those the model's own code made (the rest: harness)
+    syncs: int  # synchronizes besides the timer's own boundaries
+    host_reads_per_iter: float  # (host_reads + syncs) / iterations
+    h2d_copies: int  # batch tensors the prefetcher copied to the card
+    h2d_pinned: int
+    h2d_non_blocking: int
+    recompiles: int  # graphs torch._dynamo compiled inside the window
+    cards_touched: list[list[int]]  # per rank
+    budget_broken: list[str]  # every budget a rank broke; empty when it kept them all
+
+
 class _Identity(TypedDict):
     """Fields every record must have, whatever its status."""
 
@@ -108,6 +125,7 @@ class Record(_Identity, total=False):
     compile: bool | None  # the backbone ran torch.compile'd (MODEL.COMPILE)
     channels_last: bool | None  # the backbone ran in channels-last memory format
     impl: str | None  # rcnn | torchvision
+    work: str | None  # compare: what one timed iteration of the impl includes
     device_name: str | None
     nodes: int | None
     batch_per_card: int | None
@@ -125,6 +143,9 @@ class Record(_Identity, total=False):
     data_time_share: float | None
     data_bound: bool | None
     first_iter_s: float | None
+    first_iter_data_s: float | None  # its wait for the first batch (loader start-up included)
+    first_iter_compute_s: float | None  # the rest: compilation, autotuning, caches
+    conduct: Conduct | None
     peak_mem_mb: float | None
     accuracy: dict[str, float | None] | None
     time_to_accuracy_s: float | None
@@ -141,8 +162,12 @@ class Record(_Identity, total=False):
     data_time_covers: str | None  # what data time includes (loader, pinning, copy to the card)
     weights: str | None  # "random", or the checkpoint the run started from
     weights_id: str | None  # the report's key for them: "random", or file name and SHA-1 head
+    workload: dict[str, str] | None  # what work ran (benchmark.workload.identity), part by part
+    workload_id: str | None  # its key: equal ids, equal work
     peak_mem_kind: str | None  # what peak_mem_mb measured: process_rss, allocated_tensors, ...
-    gflops_per_image: float | None  # counted once per model, input size and mode (flops.py)
+    batch_shapes: dict[str, int] | None  # padded HxW of the measured batches -> how many
+    gflops_per_image: float | None  # per image at the measured batches' sizes (flops.py)
+    flop_sizes: dict[str, float] | None  # GFLOPs per image at each measured HxW
     achieved_tflops: float | None  # gflops_per_image x throughput_img_s / 1000, all cards
     peak_tflops: float | None  # one card's dense peak at the run's precision, when known
     flop_utilisation: float | None  # achieved_tflops / (cards x peak_tflops)
@@ -220,6 +245,8 @@ RANGES: tuple[tuple[str, float, float], ...] = (
     ("throughput_img_s", 0, math.inf),
     ("data_time_share", 0, 1),
     ("first_iter_s", 0, math.inf),
+    ("first_iter_data_s", 0, math.inf),
+    ("first_iter_compute_s", 0, math.inf),
     ("peak_mem_mb", 0, math.inf),
     ("time_to_accuracy_s", 0, math.inf),
     ("gflops_per_image", 0, math.inf),

@@ -22,6 +22,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from benchmark.measure import DATA_BOUND_SHARE
+from benchmark.workload.identity import identity
 from rcnn.device import PRECISIONS
 from rcnn.utils.io import atomic_write_text
 
@@ -60,19 +61,34 @@ def device_label(record: dict) -> str | None:
 
 
 def _workload(record: dict) -> str:
-    """One line naming what a run did, so that different work never shares a cell."""
+    """One line naming what a run did, so that different work never shares a cell: its
+    workload identity (benchmark.workload.identity; rebuilt from the fields of a record older
+    than it) and how it was measured."""
     data = record.get("dataset") or {}
-    fingerprint = data.get("fingerprint")
-    iters = record.get("measured_iters")
+    work = record.get("workload") or identity(
+        None,
+        record.get("mode"),
+        (_number(record.get("image_min_size")), _number(record.get("image_max_size"))),
+        data.get("name"),
+        data.get("fingerprint"),
+        record.get("weights_id") or record.get("weights"),
+        bool(record.get("compile")),
+        bool(record.get("channels_last")),
+    )
     parts = [
-        f"{_text(record.get('image_min_size'))}x{_text(record.get('image_max_size'))}",
-        f"{_text(data.get('name'))}" + (f" #{str(fingerprint)[:8]}" if fingerprint else ""),
-        f"weights {_text(record.get('weights_id') or record.get('weights'))}",
-        f"{_text(iters)} it + {_text(record.get('warmup_iters'))} warm-up",
+        work["size"],
+        work["data"],
+        f"weights {work['weights']}",
+        f"{_text(record.get('measured_iters'))} it + {_text(record.get('warmup_iters'))} warm-up",
         f"sync {_text(record.get('sync'))}",
     ]
-    parts += [flag for flag in ("compile", "channels_last") if record.get(flag)]
+    parts += [] if work["execution"] == "eager" else work["execution"].split(",")
+    parts += [] if work["config"] == "-" else [f"config {work['config'][:8]}"]
     return ", ".join(parts)
+
+
+def _number(value: object) -> object:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _text(value: object) -> str:
@@ -235,6 +251,46 @@ def verify_table(df: pd.DataFrame) -> pd.DataFrame:
         table[col.removeprefix("agreement.")] = [_num(v, "{:.4g}") for v in values]
     table["convs ran in"] = [_text(v) for v in runs.get("compute_dtype", [None] * len(runs))]
     return _order(table, ["model", "device_name", "precision"]).rename(columns=LABELS)
+
+
+def conduct_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per train/infer cell: host reads per iteration (the model's among them), pinned batch
+    copies, recompilations in the window, the cards each rank touched, and every budget a run
+    of the cell broke (benchmark.conduct)."""
+    if "conduct.iterations" not in df:
+        return pd.DataFrame()
+    runs = df[(df["status"] == "ok") & df["conduct.iterations"].notna()]
+    if runs.empty:
+        return pd.DataFrame()
+    keys = ["mode", "model", "impl", "device_name", "workload", "cards", "precision"]
+    keys.append("batch_per_card")
+    runs = runs.assign(
+        model_reads=runs["conduct.model_host_reads"] / runs["conduct.iterations"],
+        cards_touched=[_text(c) for c in runs["conduct.cards_touched"]],
+    )
+    cells = runs.groupby(keys)
+    table = cells.agg(
+        reads=("conduct.host_reads_per_iter", "median"),
+        model_reads=("model_reads", "median"),
+        copies=("conduct.h2d_copies", "median"),
+        pinned=("conduct.h2d_pinned", "median"),
+        recompiles=("conduct.recompiles", "max"),
+        cards_touched=("cards_touched", _kinds),
+        runs=("run_id", "count"),
+    )
+    table["budget"] = cells["conduct.budget_broken"].agg(
+        lambda lists: "; ".join(sorted({b for found in lists for b in found})) or "ok"
+    )
+    table["host reads/it (model's)"] = [
+        f"{_num(r, '{:.3g}')} ({_num(m, '{:.3g}')})"
+        for r, m in zip(table.pop("reads"), table.pop("model_reads"), strict=True)
+    ]
+    table["pinned/copies"] = [
+        f"{_num(p, '{:.0f}')}/{_num(c, '{:.0f}')}"
+        for p, c in zip(table.pop("pinned"), table.pop("copies"), strict=True)
+    ]
+    order = ["host reads/it (model's)", "pinned/copies", "recompiles", "cards_touched", "budget"]
+    return _order(table[[*order, "runs"]].reset_index(), keys).rename(columns=LABELS)
 
 
 def data_bound_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -582,6 +638,15 @@ def build_report(
             "No ok inference records.",
         ),
         _section("Accuracy (COCO)", accuracy_table(df), "No evaluated records."),
+        _section(
+            "Conduct (inside the measured window)",
+            conduct_table(df),
+            "No record counts conduct.",
+            "What a real card punishes: host reads per iteration (the model's own in brackets; "
+            "budget: one per training step, none between log periods with sync window, one per "
+            "inference batch), batch copies pinned, recompilations, cards each rank touched. "
+            "`budget` names every budget a run of the cell broke.",
+        ),
         _section(
             "Notes on the ok runs",
             notes_table(df),

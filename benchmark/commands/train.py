@@ -1,11 +1,9 @@
 """`python -m benchmark train`: one measured training run of a model config, recorded.
 
-The run is the library's own training (`rcnn.engine.run.build_training` and `Trainer.fit`), with
-an IterationTimer around every step: warm-up iterations run first and are left out of the
-statistics, the first iteration's time is kept apart, data time is measured apart from compute,
-peak memory is reset when the measured window opens. With --target-ap the run evaluates every
---eval-period iterations and stops at the target; evaluation is paused out of the step times
-and counted in time_to_accuracy_s (MLPerf style: the wall time from start to the target).
+The run is the library's own training (`rcnn.engine.run.build_training` and `Trainer.fit`),
+timed by the timing contract (`benchmark.measure.TimedRun`). With --target-ap the run evaluates
+every --eval-period iterations and stops at the target; evaluation is paused out of the step
+times and counted in time_to_accuracy_s (MLPerf style: the wall time from start to the target).
 """
 
 from __future__ import annotations
@@ -13,19 +11,15 @@ from __future__ import annotations
 import argparse
 import logging
 
+from benchmark.commands.ending import record_fields
 from benchmark.errors import UsageError
-from benchmark.flops import run_flop_fields
 from benchmark.launch import execute
-from benchmark.measure import PausableClock, RepeatedTimers, reduce_across_ranks, summarize
+from benchmark.measure import TimedRun
 from benchmark.workload.args import add_run_arguments
 from benchmark.workload.build import Workload
-from benchmark.workload.lookup import weights_id
 from rcnn.checkpoint import save_checkpoint
 from rcnn.engine.precision_check import ConvDtypeProbe
-from rcnn.engine.prefetch import DATA_TIME_COVERS, prefetch_to_device
 from rcnn.engine.run import build_training, start_session
-from rcnn.engine.trainer import StepResult, Trainer, TrainHooks
-from rcnn.layers import kernels_used, preflight
 from rcnn.utils import comm
 
 logger = logging.getLogger("rcnn.bench")
@@ -69,37 +63,13 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     adapter, index = session.adapter, session.index
     training = build_training(session, resume=False, checkpoints=False)
     interconnect = comm.interconnect_probe(adapter, index)  # what a scaling number depends on
-    clock = PausableClock()
-    timers = RepeatedTimers(
-        lambda: adapter.synchronize(index),
-        args.warmup,
-        args.iters,
-        args.repeats,
-        clock=clock,
-        sync=args.sync,
+    run = TimedRun(
+        adapter, index, args.warmup, args.iters, args.repeats, sync=args.sync, mode="train"
     )
-    last_loss: list[float] = []
-
-    def time_step(trainer: Trainer, step: StepResult) -> bool:
-        timers.step_end(step.images)
-        last_loss[:] = [sum(step.losses.values())]
-        if timers.warmup_done:
-            adapter.reset_peak_memory(index)  # the measured window's peak, not the warm-up's
-        return False
-
-    hooks = TrainHooks(after_step=[time_step])
-    if args.target_ap is not None:
-        hooks.after_step.append(clock.excluding(training.eval_hook))
-    if args.warmup == 0:
-        adapter.reset_peak_memory(index)
-    total = args.warmup + args.iters * args.repeats
+    evaluation = training.eval_hook if args.target_ap is not None else None
     with ConvDtypeProbe(training.trainer.model) as probe:
-        # the copy to the card happens inside the timed wait for each batch: data time
-        batches = prefetch_to_device(training.data_loader, adapter, index)
-        training.trainer.fit(timers.iterate(batches), 0, total, hooks)
-
-    windows = [reduce_across_ranks(w) for w in timers.windows()]
-    peaks = comm.all_gather_objects(adapter.peak_memory_mb(index))
+        last_loss = run.fit(training.trainer, training.data_loader, evaluation)
+    timing = run.finish()
     if args.save_ckpt and comm.is_main_process():
         path = save_checkpoint(
             args.save_ckpt,
@@ -108,27 +78,21 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
             config=workload.cfg,
         )
         logger.info("saved the trained weights to %s", path)
-    if not comm.is_main_process():
+    if timing is None:
         return None
     hook = training.eval_hook
-    fields = summarize(windows)
-    fields.update(
-        dataset=workload.data.record(len(training.data_loader.dataset)),
-        peak_mem_mb=max((p for p in peaks if p is not None), default=None),
-        peak_mem_kind=adapter.peak_memory_kind,
+    return record_fields(
+        timing,
+        workload,
+        args,
+        adapter,
+        index,
+        training.trainer.model,
+        probe,
+        len(training.data_loader.dataset),
+        workload.cfg.MODEL.WEIGHT,
         final_loss=last_loss[0] if last_loss else None,
         interconnect=interconnect,
-        ops=kernels_used() or preflight(adapter.torch_device(index)),
         accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,
         time_to_accuracy_s=hook.time_to_accuracy_s,
-        compute_dtype=probe.dtype_name,
-        data_time_covers=DATA_TIME_COVERS,
-        weights=workload.cfg.MODEL.WEIGHT or "random",
-        weights_id=weights_id(workload.cfg.MODEL.WEIGHT),
     )
-    # counted after the window, on a copy of the model: no count is ever timed
-    fields.update(run_flop_fields(training.trainer.model, workload, fields, args, adapter, index))
-    why = probe.mismatch(session.precision, adapter.name)
-    if why:  # measured, but not at the precision asked for: the cell fails and says why
-        fields.update(status="failed", error=why)
-    return fields

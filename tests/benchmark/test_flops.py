@@ -6,12 +6,14 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from benchmark import flops
 from benchmark.__main__ import main
 from benchmark.impls import model_config
 from benchmark.record import read_records, validate
 from benchmark.report import build_report
+from rcnn.checkpoint import save_checkpoint
 from rcnn.device.cuda import CudaAdapter
 from rcnn.modeling.detector import build_detection_model
 
@@ -27,18 +29,17 @@ def _count(model, mode: str, results=None) -> tuple[float | None, str | None]:
         cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES,
         SIZE,
         mode,
-        "hash",
-        "random",
+        "work",
         results,
     )
 
 
-def test_a_count_is_positive_cached_and_training_counts_more(tmp_path, monkeypatch):
+def test_a_count_is_positive_kept_and_training_counts_more(tmp_path, monkeypatch):
     monkeypatch.setattr(flops, "_CACHE", {})
     model = build_detection_model(model_config(MODEL))
     infer, why = _count(model, "infer", tmp_path)
     assert why is None and infer > 0
-    kept = json.loads((tmp_path / "flops" / "hash-64x96-infer-random.json").read_text())
+    kept = json.loads((tmp_path / "flops" / "work-64x96-infer.json").read_text())
     assert kept["gflops_per_image"] == infer
     # a fresh count of the same model agrees with the one the process and the disk keep
     impl = flops.RcnnImpl(model, model_config(MODEL).DATALOADER.SIZE_DIVISIBILITY)
@@ -51,6 +52,52 @@ def test_a_count_is_positive_cached_and_training_counts_more(tmp_path, monkeypat
     # backward costs about twice the forward on top of it
     assert why is None and train > 2 * infer
     assert not any(p.grad is not None for p in model.parameters())  # a copy was counted
+
+
+def test_a_second_run_hits_the_cache_and_new_weights_in_the_same_file_miss_it(
+    tmp_path, monkeypatch
+):
+    """Real keys: each run has its own OUTPUT_DIR (runs/<run_id>), which must not key the
+    cache; a checkpoint rewritten in place with other weights must."""
+    results = tmp_path / "results"
+    ckpt = tmp_path / "weights.pth"
+    model = build_detection_model(model_config(MODEL))
+    save_checkpoint(ckpt, model)
+    counted: list[tuple[int, int]] = []
+    count = flops.count_gflops
+
+    def spy(impl, batch, mode):
+        counted.append(tuple(batch.images[0].shape[-2:]))
+        return count(impl, batch, mode)
+
+    monkeypatch.setattr(flops, "count_gflops", spy)
+    tiny = ["--model", MODEL, "--device", "cpu", "--size", "64x96", "--data", "synthetic:2"]
+    run = ["infer", *tiny, "--batch", "1", "--warmup", "0", "--ckpt", str(ckpt)]
+
+    def infer() -> dict:
+        monkeypatch.setattr(flops, "_CACHE", {})  # each run a new process: only the disk keeps
+        assert main([*run, "--results", str(results)]) == 0
+        records, problems = read_records([results])
+        assert problems == []
+        return records[-1]
+
+    first = infer()
+    assert counted and first["gflops_per_image"] > 0
+    # counted at the measured batches' padded sizes, each batch's weight in the mean
+    assert set(first["flop_sizes"]) == set(first["batch_shapes"]) == {"64x96"}
+    assert sum(first["batch_shapes"].values()) == first["measured_iters"]
+    kept = sorted(p.name for p in (results / "flops").iterdir())
+    assert len(kept) == len(counted) == 1
+    counted.clear()
+    second = infer()
+    assert second["run_id"] != first["run_id"] and second["workload_id"] == first["workload_id"]
+    assert counted == [] and second["gflops_per_image"] == first["gflops_per_image"]
+    assert sorted(p.name for p in (results / "flops").iterdir()) == kept
+    torch.manual_seed(1)
+    save_checkpoint(ckpt, build_detection_model(model_config(MODEL)))  # same name, new content
+    third = infer()
+    assert third["workload_id"] != first["workload_id"] and len(counted) == 1
+    assert len(list((results / "flops").iterdir())) == 2
 
 
 def test_a_failed_count_is_null_with_a_reason(monkeypatch):

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from benchmark.measure import (
     DATA_BOUND_SHARE,
     IterationTimer,
+    TimedRun,
     Window,
     percentile,
     reduce_across_ranks,
@@ -289,3 +290,26 @@ def test_reduce_across_two_real_ranks(tmp_path):
         assert steps == pytest.approx([0.1] * 3 + [0.2] * 3)
         assert iters == 3 and first == 2.0
     assert statistics.fmean(steps) == pytest.approx(0.15)
+
+
+def _compiled_run(shapes: list[int], warmup: int) -> dict:
+    """A compiled module (dynamo, eager backend: fast) over inputs of `shapes`, timed by the
+    contract; the first `warmup` inputs are the warm-up."""
+    adapter, index = resolve("cpu")
+    torch._dynamo.reset()
+    layer = torch.nn.Linear(4, 4)
+    layer.compile(backend="eager", dynamic=False)
+    run = TimedRun(adapter, index, warmup, len(shapes) - warmup)
+    for (x,) in run.batches([(torch.rand(n, 4),) for n in shapes], copy=False):
+        layer(x)
+        run.step_end(images=1)
+    return run.finish()
+
+
+def test_a_window_that_recompiles_fails_its_cell_and_one_that_does_not_counts_zero():
+    warm = _compiled_run([2, 3, 2, 3], warmup=2)  # the window's shapes were warmed up
+    assert warm["conduct"]["recompiles"] == 0 and "status" not in warm
+    cold = _compiled_run([2, 2, 3, 2], warmup=2)  # a new shape inside the window
+    assert cold["conduct"]["recompiles"] == 1
+    assert cold["status"] == "failed" and "1 recompilation(s) inside" in cold["error"]
+    assert any("recompilations inside the window" in b for b in cold["conduct"]["budget_broken"])

@@ -12,7 +12,14 @@ import pytest
 from benchmark.commands import report as report_cmd
 from benchmark.errors import UsageError
 from benchmark.record import RECORDS_FILE, new_record, write_run
-from benchmark.report import README_BEGIN, README_END, frame, inference_table, training_table
+from benchmark.report import (
+    README_BEGIN,
+    README_END,
+    conduct_table,
+    frame,
+    inference_table,
+    training_table,
+)
 
 A100 = "NVIDIA A100-SXM4-80GB"
 MODEL = "e2e_mask_rcnn_R_50_FPN_1x"
@@ -439,3 +446,38 @@ def test_a_card_without_a_name_is_shown_by_its_device_type():
     ]
     table = training_table(frame(runs))
     assert sorted(set(table["device"])) == ["other (unnamed card)", "strict (unnamed card)"]
+
+
+def conduct(reads: int, model_reads: int, pinned: int, broken: list[str]) -> dict:
+    return {
+        "iterations": 4,
+        "host_reads": reads,
+        "model_host_reads": model_reads,
+        "syncs": 0,
+        "host_reads_per_iter": reads / 4,
+        "h2d_copies": 8,
+        "h2d_pinned": pinned,
+        "h2d_non_blocking": 8,
+        "recompiles": 0,
+        "cards_touched": [[0], [1]],
+        "budget_broken": broken,
+    }
+
+
+def test_the_conduct_table_shows_each_cell_and_flags_a_broken_budget(tmp_path):
+    kept = conduct(4, 0, 8, [])
+    broken = conduct(12, 8, 2, ["rank 1: 6 batch copies not pinned"])
+    write_run(tmp_path, rec("gpu-a", cards=2, conduct=kept))
+    write_run(tmp_path, rec("gpu-a", cards=2, precision="fp16", conduct=broken))
+    write_run(tmp_path, rec("gpu-a", cards=1))  # an older record: no conduct, no row
+    records = [json.loads(line) for line in (tmp_path / RECORDS_FILE).read_text().splitlines()]
+    table = conduct_table(frame(records)).set_index("precision")
+    assert list(table.index) == ["fp32", "fp16"]
+    assert table.loc["fp32", "host reads/it (model's)"] == "1 (0)"
+    assert table.loc["fp16", "host reads/it (model's)"] == "3 (2)"
+    assert (
+        table.loc["fp32", "pinned/copies"] == "8/8" and table.loc["fp16", "pinned/copies"] == "2/8"
+    )
+    assert table.loc["fp32", "budget"] == "ok"
+    assert table.loc["fp16", "budget"] == "rank 1: 6 batch copies not pinned"
+    assert table.loc["fp32", "cards_touched"] == "[[0], [1]]"

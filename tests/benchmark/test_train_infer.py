@@ -11,12 +11,15 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from benchmark.__main__ import main
+from benchmark.impls import model_config
 from benchmark.record import read_records, validate
+from rcnn.modeling.detector import build_detection_model
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "faster_rcnn_R_18_FPN_quick"
@@ -62,7 +65,10 @@ def test_train_writes_a_measured_record(tmp_path):
     assert r["throughput_img_s"] > 0 and r["first_iter_s"] > 0
     assert r["step_time_ms"]["p50"] > 0 and r["latency_ms"] is None
     assert 0 <= r["data_time_share"] < 1
-    assert r["peak_mem_mb"] > 0
+    # the peak RSS holds the weights, their gradients and SGD's momentum, in MB (not kB, not B)
+    weights_mb = sum(p.numel() * 4 for p in build_detection_model(model_config(MODEL)).parameters())
+    assert r["peak_mem_kind"] == "process_rss"
+    assert 3 * weights_mb / 2**20 < r["peak_mem_mb"] < 8192
     assert math.isfinite(r["final_loss"])
     assert r["compute_dtype"] == "float32"  # what the body's first conv ran in
     assert set(r["ops"]) >= {"nms", "roi_align"}
@@ -114,6 +120,30 @@ def test_unsupported_precision_fails_with_one_message_and_a_record(tmp_path):
     assert r["error"].startswith("DeviceError: precision 'fp16' is not supported")
 
 
+def test_evaluation_is_kept_out_of_the_step_times(tmp_path, monkeypatch, rcnn_logger):
+    """The evaluation at iteration 2 (of warm-up 1 + 2 measured) sleeps far longer than any
+    step takes here: it must show in no step time, nor in the window's wall time."""
+    from rcnn.engine import run
+
+    pause_s = 20.0
+    evaluated = []
+
+    def slow_evaluate(session, model):
+        evaluated.append(time.perf_counter())
+        time.sleep(pause_s)
+        return {"bbox": {"ap": 0.0}}
+
+    monkeypatch.setattr(run, "evaluate", slow_evaluate)
+    results = tmp_path / "results"
+    argv = ["train", *TINY, "--batch", "1", "--iters", "2", "--warmup", "1"]
+    argv += ["--target-ap", "0.99", "--eval-period", "2", "--results", str(results)]
+    assert main(argv) == 0
+    r = only_record(results)
+    assert len(evaluated) == 1 and r["measured_iters"] == 2
+    assert r["step_time_ms"]["p99"] < pause_s * 1000
+    assert r["measured_iters"] / r["throughput_img_s"] < pause_s  # the window's wall time
+
+
 @pytest.fixture
 def rcnn_logger():
     """The verb sets up the `rcnn` logger of its process; give this test process's back."""
@@ -162,5 +192,8 @@ def test_two_cards_on_cpu_run_two_gloo_processes_and_write_one_record(tmp_path):
     r = only_record(results)
     assert (r["status"], r["cards"], r["batch_per_card"], r["global_batch"]) == ("ok", 2, 1, 2)
     assert r["measured_iters"] == 2  # per rank; both ranks' steps are in the percentiles
-    assert r["throughput_img_s"] > 0
+    # both ranks' images over the window's wall time: in lockstep (DDP), that is the global
+    # batch per mean step; one rank's alone would be half of it
+    per_step = r["throughput_img_s"] * r["step_time_ms"]["mean"] / 1000
+    assert 0.75 * r["global_batch"] < per_step <= r["global_batch"] * (1 + 1e-9)
     assert "--cards 2" in r["command"] and "--worker" not in r["command"]

@@ -181,6 +181,18 @@ def test_test_loader_per_dataset(make_set) -> None:
     assert len(make_dataset(val, is_train=False)) == 5
 
 
+def test_the_test_loader_keeps_its_workers_from_pass_to_pass(make_set) -> None:
+    train, val = register_synthetic(make_set(train=2, val=3, width=96, height=80))
+    cfg = _cfg(train, val, **{"TEST.IMS_PER_BATCH": 2, "DATALOADER.NUM_WORKERS": 1})
+    loader = make_data_loader(cfg, is_train=False)[0]
+    first = iter(loader)
+    workers = [w.pid for w in first._workers]
+    assert len(list(first)) == 2
+    second = iter(loader)  # the next pass: the same processes, none started
+    assert second is first and [w.pid for w in second._workers] == workers
+    assert all(w.is_alive() for w in second._workers) and len(list(second)) == 2
+
+
 def test_a_batch_that_does_not_split_over_processes_is_a_config_error():
     from rcnn.config import ConfigError
     from rcnn.data.build import make_test_batch_sampler, make_train_batch_sampler

@@ -185,6 +185,9 @@ def make_data_loader(
             batch_sampler=batch_sampler,
             collate_fn=collator,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
+            # a test set read pass after pass (repeats, --iters past one pass) must not start
+            # its workers again inside a measured window
+            persistent_workers=cfg.DATALOADER.NUM_WORKERS > 0 and not is_train,
             # its own generator: starting an iterator must not draw from the global RNG the
             # model's samplers use, or a resumed run would diverge from an unbroken one
             generator=torch.Generator().manual_seed(seed),

@@ -52,13 +52,38 @@ def compute_on_dataset(
         for images, _targets, idxs in tqdm(data_loader, desc="inference", disable=not show):
             with adapter.autocast(precision):
                 outputs = model(images.to(device))
-            outputs = [o.to("cpu") for o in outputs]  # the copy waits for the device
+            outputs = results_to_host(outputs)  # one read: it waits for the device
             if on_batch is not None:
                 on_batch(len(idxs))
             if convert is not None:
                 outputs = [convert(i, o) for i, o in zip(idxs, outputs, strict=True)]
             results.update(zip(idxs, outputs, strict=True))
     return results
+
+
+def results_to_host(results: list[BoxList]) -> list[BoxList]:
+    """A batch's results on the host in one device-to-host copy (each copy is a host sync):
+    every tensor's bytes packed into one buffer, copied, and unpacked (cloned: aligned)."""
+    tensors = [
+        t
+        for r in results
+        for t in (r.bbox, *r.extra_fields.values())
+        if isinstance(t, torch.Tensor) and t.device.type != "cpu"
+    ]
+    if not tensors:
+        return results
+    flat = [t.contiguous().reshape(-1).view(torch.uint8) for t in tensors]
+    host = torch.cat(flat).cpu().split([f.numel() for f in flat])
+    moved = {
+        id(t): h.clone().view(t.dtype).reshape(t.shape) for t, h in zip(tensors, host, strict=True)
+    }
+    out = []
+    for r in results:
+        copy = BoxList(moved.get(id(r.bbox), r.bbox), r.size, r.mode)
+        for k, v in r.extra_fields.items():
+            copy.add_field(k, moved.get(id(v), v) if isinstance(v, torch.Tensor) else v)
+        out.append(copy)
+    return out
 
 
 def gather_predictions(local: dict[int, T]) -> dict[int, T] | None:

@@ -142,8 +142,12 @@ class EvalHook:
         self.history: list[tuple[int, float]] = []
         self.time_to_accuracy_s: float | None = None
 
+    def due(self, iteration: int) -> bool:
+        """Whether this hook evaluates after `iteration`."""
+        return bool(self.period) and iteration % self.period == 0
+
     def __call__(self, trainer: Trainer, step: StepResult) -> bool:
-        if not self.period or step.iteration % self.period:
+        if not self.due(step.iteration):
             return False
         scores = evaluate(self.session, trainer.model)
         ap = scores.get("bbox", {}).get("ap", 0.0) if scores else 0.0

@@ -39,7 +39,7 @@ class NonFiniteLossError(FloatingPointError):
 @dataclass
 class StepResult:
     iteration: int
-    losses: dict[str, float]
+    losses: dict[str, float] | None  # None: a step that did not read its losses (loss_period)
     images: int
     data_time: float
     step_time: float
@@ -79,27 +79,36 @@ class Trainer:
         self.checkpoint_period = checkpoint_period
         self.log_period = log_period
         self.iteration = 0
+        # read (and all-reduce) the losses every N steps and at the last: each read is a host
+        # sync, so N > 1 lets the host run ahead of the card between log periods
+        self.loss_period = 1
         self.meters = MetricLogger()
 
-    def step(self, images, targets) -> dict[str, float]:
-        """Forward, backward and update on one batch; raises NonFiniteLossError before updating."""
+    def step(self, images, targets, read: bool = True) -> dict[str, float] | None:
+        """Forward, backward and update on one batch. With `read`, the losses come back to
+        the host and a non-finite one raises NonFiniteLossError before updating; without it
+        the step makes no host read and returns None."""
         self.model.train()
         images = images.to(self.device)
         targets = [t.to(self.device) for t in targets]
         with self.adapter.autocast(self.precision):
             loss_dict = self.model(images, targets)
         total = sum(loss_dict.values())
+        logged = self._read_losses(loss_dict) if read else None
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return logged
+
+    def _read_losses(self, loss_dict: dict[str, torch.Tensor]) -> dict[str, float]:
         reduced = comm.reduce_loss_dict(loss_dict)
         stacked = torch.stack([v.detach().float() for v in reduced.values()])
         # The one host sync of a step: to log, and to stop on NaN before the weights change.
         logged = dict(zip(reduced, stacked.tolist(), strict=True))
         if not all(math.isfinite(v) for v in logged.values()):
             raise NonFiniteLossError(self.iteration + 1, logged)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
         return logged
 
     def fit(
@@ -126,11 +135,16 @@ class Trainer:
             data_time = time.perf_counter() - end
             for hook in hooks.before_step:
                 hook(self)
-            losses = self.step(images, targets)
-            self.iteration += 1
+            done = self.iteration + 1
+            losses = self.step(
+                images, targets, read=done % self.loss_period == 0 or done == max_iter
+            )
+            self.iteration = done
             step_time = time.perf_counter() - end
             end = time.perf_counter()
-            self.meters.update(loss=sum(losses.values()), **losses, time=step_time, data=data_time)
+            if losses is not None:
+                self.meters.update(loss=sum(losses.values()), **losses)
+            self.meters.update(time=step_time, data=data_time)
             bar.update(1)
             self._log(max_iter, start)
             if (

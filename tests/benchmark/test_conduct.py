@@ -1,0 +1,81 @@
+"""Conduct budgets, enforced on the strict device: each run is a real `python -m benchmark`
+process whose record's conduct (counted by the harness) is checked against the device's own
+counters of the measured window (tests/benchmark/strict_window.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.record import read_records
+
+pytestmark = pytest.mark.strictdev
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["--model", "faster_rcnn_R_18_FPN_quick", "--device", "strict", "--size", "64x64"]
+
+
+def run_on_strict(*argv: str, results: Path, **flags: str) -> tuple[dict, dict]:
+    """(the record, the device's counters of the window) of one run on the strict device."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STRICTDEV_", "RESULTS"))}
+    paths = [str(ROOT / "tests"), str(ROOT), str(ROOT / "models")]
+    env.update(PYTHONPATH=os.pathsep.join(paths), RCNN_DEVICE_PLUGIN="strictdev")
+    env.update({f"STRICTDEV_{k.upper()}": v for k, v in flags.items()})
+    script = ROOT / "tests" / "benchmark" / "strict_window.py"
+    done = subprocess.run(
+        [sys.executable, str(script), *argv, "--results", str(results)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    device = json.loads(done.stdout.strip().splitlines()[-1])
+    records, problems = read_records([results])
+    assert problems == [] and records[-1]["status"] == "ok", records[-1]["error"]
+    return records[-1], device
+
+
+def harness_reads(conduct: dict) -> int:
+    return conduct["host_reads"] - conduct["model_host_reads"] + conduct["syncs"]
+
+
+def test_a_training_step_reads_once_and_its_batches_are_pinned_non_blocking(tmp_path):
+    iters = 3
+    r, device = run_on_strict(
+        "train", *TINY, "--data", "synthetic:4", "--batch", "1", "--warmup", "1",
+        "--iters", str(iters), results=tmp_path,
+    )  # fmt: skip
+    c = r["conduct"]
+    # the device saw what the harness counted: every read, and only the timer's syncs
+    assert c["iterations"] == iters and device["d2h"] == c["host_reads"]
+    assert device["synchronize"] == 2 * iters + c["syncs"]
+    assert harness_reads(c) == iters  # the losses, once per step
+    # every batch copy in the window pinned and non-blocking (the adapter pins on this device)
+    assert c["h2d_copies"] > 0
+    assert device["h2d_pinned"] == c["h2d_pinned"] == c["h2d_copies"]
+    assert device["h2d_non_blocking"] == c["h2d_non_blocking"] == c["h2d_copies"]
+    assert device["cards_touched"] == [0] and c["cards_touched"] == [[0]]
+
+
+def test_sync_window_reads_no_loss_between_log_periods(tmp_path):
+    iters = 4  # the trainer logs every 20 steps: only the last step of the run reads
+    r, device = run_on_strict(
+        "train", *TINY, "--data", "synthetic:4", "--batch", "1", "--warmup", "1",
+        "--iters", str(iters), "--sync", "window", results=tmp_path,
+    )  # fmt: skip
+    c = r["conduct"]
+    assert device["d2h"] == c["host_reads"] and harness_reads(c) == 1
+    assert device["synchronize"] == 1  # the window's last step, nothing else
+    assert r["final_loss"] is not None
+
+
+def test_inference_reads_once_per_batch(tmp_path):
+    r, device = run_on_strict(
+        "infer", *TINY, "--data", "synthetic:4", "--batch", "2", "--warmup", "1",
+        "--iters", "2", results=tmp_path,
+    )  # fmt: skip
+    c = r["conduct"]
+    assert device["d2h"] == c["host_reads"]
+    assert harness_reads(c) == 2  # two batches of two images, each brought back in one copy
