@@ -68,7 +68,6 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     evaluation = training.eval_hook if args.target_ap is not None else None
     with ConvDtypeProbe(training.trainer.model) as probe:
         last_loss = run.fit(training.trainer, training.data_loader, evaluation)
-    timing = run.finish()
     if args.save_ckpt and comm.is_main_process():
         path = save_checkpoint(
             args.save_ckpt,
@@ -77,6 +76,8 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
             config=workload.cfg,
         )
         logger.info("saved the trained weights to %s", path)
+    run.train_compute_only(training.trainer)
+    timing = run.finish()
     if timing is None:
         return None
     hook = training.eval_hook
