@@ -144,14 +144,18 @@ class ConductCounter:
             read_from = _scalar_index(args[0]) if name == "__getitem__" else tensor
             if read_from is None or self._reading:
                 return method(tensor, *args, **kwargs)
-            self._read(read_from)
-            self._reading = True
-            try:
-                return method(tensor, *args, **kwargs)
-            finally:
-                self._reading = False
+            return self._read_once(read_from, method, tensor, args, kwargs)
 
         return read
+
+    def _read_once(self, read_from: torch.Tensor, method: Callable, tensor, args, kwargs):
+        """Count one read of `read_from`, then call the method; reads inside it are its own."""
+        self._read(read_from)
+        self._reading = True
+        try:
+            return method(tensor, *args, **kwargs)
+        finally:
+            self._reading = False
 
     def _moved(self, to: Callable, tensor: torch.Tensor, args: tuple, kwargs: dict):
         """`tensor.to(...)`: a read when a card's tensor goes to the host, a counted copy when a
@@ -164,12 +168,7 @@ class ConductCounter:
         ):
             return to(tensor, *args, **kwargs)
         if target.type == "cpu":
-            self._read(tensor)
-            self._reading = True
-            try:
-                return to(tensor, *args, **kwargs)
-            finally:
-                self._reading = False
+            return self._read_once(tensor, to, tensor, args, kwargs)
         self._cards.add(target.index if target.index is not None else self.own_card)
         self.counts.h2d_copies += 1
         self.counts.h2d_pinned += tensor.is_pinned()

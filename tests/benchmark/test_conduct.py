@@ -79,3 +79,15 @@ def test_inference_reads_once_per_batch(tmp_path):
     c = r["conduct"]
     assert device["d2h"] == c["host_reads"]
     assert harness_reads(c) == 2  # two batches of two images, each brought back in one copy
+
+
+@pytest.mark.slow
+def test_each_rank_touches_its_own_card_and_the_launcher_none(tmp_path):
+    """STRICTDEV_STRICT=1: the device raises when rank r touches another card or the
+    launcher's parent touches any; the record says which cards each rank used."""
+    r, _ = run_on_strict(
+        "infer", *TINY, "--data", "synthetic:4", "--batch", "1", "--cards", "2",
+        "--warmup", "1", "--iters", "1", results=tmp_path, strict="1",
+    )  # fmt: skip
+    assert r["cards"] == 2 and r["conduct"]["cards_touched"] == [[0], [1]]
+    assert not any("touched cards" in b for b in r["conduct"]["budget_broken"])
