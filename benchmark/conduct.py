@@ -107,6 +107,7 @@ class ConductCounter:
         self._open = False
         self._graphs = 0
         self._saved: dict[str, Any] = {}
+        self._inherited: set[str] = set()  # methods torch.Tensor takes from its C base class
         self._cards: set[int] = set()
         # the timer's boundaries call this, never the counted one
         self.synchronize: Callable[[], None] = lambda sync=adapter.synchronize: sync(index)
@@ -126,6 +127,8 @@ class ConductCounter:
             self._cards |= {p.device.index or 0 for p in model.parameters()}
         for name in (*READS, "to", "__getitem__"):
             self._saved[name] = getattr(torch.Tensor, name)
+            if name not in vars(torch.Tensor):
+                self._inherited.add(name)
             setattr(torch.Tensor, name, self._counted(name, self._saved[name]))
         sync = self.adapter.synchronize
 
@@ -183,7 +186,10 @@ class ConductCounter:
         """The window closed after `iterations` measured iterations: restore, return counts."""
         if self._open:
             for name, method in self._saved.items():
-                setattr(torch.Tensor, name, method)
+                if name in self._inherited:  # leave torch.Tensor's own dict as it was
+                    delattr(torch.Tensor, name)
+                else:
+                    setattr(torch.Tensor, name, method)
             vars(self.adapter).pop("synchronize", None)
             self.counts.recompiles = compiled_graphs() - self._graphs
             self._open = False
