@@ -50,6 +50,9 @@ def _by_model(frame: FrameType | None) -> bool:
     which a device's read method may pass through) is the model's."""
     while frame is not None:
         path = frame.f_code.co_filename
+        if path == __file__:  # this module's own wrappers
+            frame = frame.f_back
+            continue
         if path.startswith(MODEL_CODE):
             return True
         if path.startswith(HARNESS_CODE):
@@ -115,7 +118,7 @@ class ConductCounter:
     def _read(self, tensor: torch.Tensor) -> None:
         if self.active and tensor.device.type == self.device.type:
             self.counts.host_reads += 1
-            self.counts.model_host_reads += _by_model(sys._getframe(2))
+            self.counts.model_host_reads += _by_model(sys._getframe(1))
 
     def open(self, model: torch.nn.Module | None = None) -> None:
         """The window opens: patch the host-read methods and the adapter's synchronize."""
@@ -123,8 +126,7 @@ class ConductCounter:
             return
         self._open = True
         self._graphs = compiled_graphs()
-        if model is not None:
-            self._cards |= {p.device.index or 0 for p in model.parameters()}
+        self.uses(model)
         for name in (*READS, "to", "__getitem__"):
             self._saved[name] = getattr(torch.Tensor, name)
             if name not in vars(torch.Tensor):
@@ -177,6 +179,11 @@ class ConductCounter:
         self.counts.h2d_pinned += tensor.is_pinned()
         self.counts.h2d_non_blocking += bool(kwargs.get("non_blocking", False))
         return to(tensor, *args, **kwargs)
+
+    def uses(self, model: torch.nn.Module | None) -> None:
+        """The cards `model`'s parameters are on count as touched."""
+        if model is not None:
+            self._cards |= {p.device.index or 0 for p in model.parameters()}
 
     @property
     def is_open(self) -> bool:
