@@ -23,6 +23,10 @@ these rules are written here once.
    their step's end, which synchronizes first, so no queued device work hides in the pause.
 5. Peak memory is reset when the window opens; conduct (benchmark.conduct) is counted inside it.
 6. Across ranks: images summed, the slowest rank's wall time, every rank's step times pooled.
+7. Three throughputs: `whole` (every iteration, warm-up included, from the first batch asked
+   for to the last step, paused work included: the run as a user runs it), `train_only` (the
+   window: throughput_img_s) and `compute_only` (after the window, the same step on the
+   window's last batches kept on the card and cycled: no data I/O).
 
 Percentiles interpolate linearly between order statistics (numpy's default, Hyndman-Fan type 7):
 the p-th percentile of n sorted values sits at rank (n - 1) * p / 100.
@@ -33,16 +37,16 @@ from __future__ import annotations
 import itertools
 import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import torch
 
-from benchmark.conduct import ConductCounter, broken, budget, conduct_field
+from benchmark.conduct import ConductCounter, Counts, broken, budget, conduct_field
 from rcnn.device import DeviceAdapter
-from rcnn.engine.inference import compute_on_dataset
+from rcnn.engine.inference import compute_on_dataset, predict_batch
 from rcnn.engine.prefetch import Batch, prefetch_to_device
 from rcnn.engine.run import EvalHook
 from rcnn.engine.trainer import StepResult, Trainer, TrainHooks
@@ -50,6 +54,9 @@ from rcnn.utils import comm
 
 T = TypeVar("T")
 
+# rule 7: the compute-only pass cycles this many of the window's last batches, this many times
+KEPT_BATCHES = 2
+COMPUTE_ONLY_ITERS = 10
 # What data time covers (rule 2), as each record says it.
 DATA_TIME_COVERS = "loader wait + pinning + host-to-card copy (one batch ahead)"
 
@@ -346,6 +353,22 @@ def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict
     }
 
 
+def throughputs(
+    train_only: float, wholes: list[tuple[int, float]], compute: Window | None
+) -> dict[str, float | None]:
+    """Rule 7's three throughputs (FlagPerf's): the whole run's (every rank's images over the
+    slowest rank's wall time), the window's (`train_only`) and compute-only, with the share of
+    compute-only throughput the input pipeline costs the window."""
+    wall = max(s for _, s in wholes)
+    whole = sum(n for n, _ in wholes) / wall if wall > 0 else None
+    compute_only = compute.images / compute.wall_s if compute and compute.wall_s > 0 else None
+    return {
+        "throughput_whole_img_s": whole,
+        "throughput_compute_only_img_s": compute_only,
+        "data_bound_share": 1 - train_only / compute_only if compute_only else None,
+    }
+
+
 class TimedRun:
     """The contract's one entry: a measured loop of `warmup` + `iters` x `repeats` iterations
     on card `index`, timed by the rules above. Train: `fit`; infer: `infer`; a loop of its own
@@ -373,6 +396,11 @@ class TimedRun:
         self.log_period = 1
         self._model: torch.nn.Module | None = None
         self.shapes: Counter[str] = Counter()  # padded HxW of the measured batches
+        self._kept: deque = deque(maxlen=KEPT_BATCHES)  # the window's last batches, on the card
+        self._whole_start: float | None = None
+        self._whole = (0, 0.0)  # (images, seconds) of the whole run: rule 7
+        self._compute: Window | None = None
+        self._counts: Counts | None = None
         if warmup == 0:
             self._open_window()
 
@@ -385,17 +413,21 @@ class TimedRun:
         `copy=False`: batches already on the card, data time is the sync alone."""
         if copy:
             loader = prefetch_to_device(loader, self.adapter, self.index)
+        self._whole_start = time.perf_counter()
         for batch in self.timers.iterate(loader):
             self.conduct.active = True  # the iteration's compute: its host reads count
             images = getattr(batch[0], "tensors", None) if isinstance(batch, tuple) else None
             if self.conduct.is_open and images is not None:
                 self.shapes["x".join(map(str, images.shape[-2:]))] += 1
+            if self.conduct.is_open:
+                self._kept.append(batch)
             yield batch
 
     def step_end(self, images: int, boundary: bool = False) -> None:
         """An iteration's compute is done; `boundary`: paused work follows, sync first."""
         self.conduct.active = False
         self.timers.step_end(images, boundary)
+        self._whole = (self._whole[0] + images, 0.0)
         if self.timers.warmup_done:
             self._open_window()
 
@@ -412,6 +444,7 @@ class TimedRun:
         """Train over the whole run; returns the last losses read (sum), empty when none was.
         With sync 'window' the trainer reads and reduces its losses only at log periods."""
         self._model = trainer.model
+        self.conduct.uses(self._model)  # a window without warm-up opened before the model came
         self.log_period = trainer.log_period
         trainer.loss_period = trainer.log_period if self.sync == "window" else 1
         last: list[float] = []
@@ -429,6 +462,16 @@ class TimedRun:
         trainer.fit(self.batches(loader), 0, self.timers.total, hooks)
         return last
 
+    def train_compute_only(self, trainer: Trainer) -> None:
+        """The compute-only pass of `fit`'s steps (they train on: call after saving weights)."""
+        read = trainer.loss_period == 1
+
+        def step(batch: Batch) -> int:
+            trainer.step(batch[0], batch[1], read=read)
+            return len(batch[0].image_sizes)
+
+        self.compute_only(step)
+
     def infer(
         self,
         model: torch.nn.Module,
@@ -436,9 +479,11 @@ class TimedRun:
         precision: str,
         convert: Callable[[int, Any], T] | None = None,
     ) -> dict[int, Any]:
-        """Predictions of the measured batches by dataset index; `convert` runs paused."""
+        """Predictions of the measured batches by dataset index (`convert` runs paused), then
+        the compute-only pass."""
         self._model = model
-        return compute_on_dataset(
+        self.conduct.uses(self._model)  # a window without warm-up opened before the model came
+        results = compute_on_dataset(
             model,
             self.batches(itertools.islice(loader, self.timers.total)),
             self.adapter,
@@ -448,12 +493,40 @@ class TimedRun:
             convert=self.excluding(convert) if convert is not None else None,
         )
 
+        def predict(batch: Batch) -> int:
+            predict_batch(model, batch[0], self.adapter, precision)
+            return len(batch[2])
+
+        with torch.no_grad():
+            self.compute_only(predict)
+        return results
+
+    def _close(self) -> Counts:
+        if self._counts is None:  # the run ends: the whole run's wall time ends with it
+            self._whole = (self._whole[0], time.perf_counter() - (self._whole_start or 0.0))
+            iters = sum(w.measured_iters for w in self.timers.windows())
+            self._counts = self.conduct.close(iters)
+        return self._counts
+
+    def compute_only(self, step: Callable[[Any], int]) -> None:
+        """Rule 7's compute-only pass, after the window: `step(batch)` (returning its images)
+        on the window's last batches, already on the card, cycled; no data I/O. Every rank
+        runs it the same number of times."""
+        self._close()
+        iters = min(sum(w.measured_iters for w in self.timers.windows()), COMPUTE_ONLY_ITERS)
+        if not self._kept or iters == 0:
+            return
+        timer = IterationTimer(self.conduct.synchronize, 0, sync=self.sync, iters=iters)
+        for batch in timer.iterate(itertools.islice(itertools.cycle(self._kept), iters)):
+            timer.step_end(step(batch))
+        self._compute = timer.window()
+
     def finish(self) -> dict | None:
         """Every rank: close the window, gather it; rank 0 gets timing, memory and conduct
         fields (latency per batch for inference), other ranks None."""
         windows = [reduce_across_ranks(w) for w in self.timers.windows()]
         iters = sum(w.measured_iters for w in self.timers.windows())
-        counts = self.conduct.close(iters)
+        counts = self._close()
         limits = budget(
             self.mode,
             self.sync,
@@ -465,6 +538,8 @@ class TimedRun:
         ranks = comm.all_gather_objects(own)
         peaks = comm.all_gather_objects(self.adapter.peak_memory_mb(self.index))
         shapes = sum(comm.all_gather_objects(self.shapes), Counter())
+        wholes = comm.all_gather_objects(self._whole)
+        compute = reduce_across_ranks(self._compute) if self._compute is not None else None
         if not comm.is_main_process():
             return None
         fields = summarize(windows, latency=self.mode == "infer")
@@ -475,6 +550,7 @@ class TimedRun:
             conduct=conduct_field(ranks),
             batch_shapes=dict(shapes) or None,
         )
+        fields.update(throughputs(fields["throughput_img_s"], wholes, compute))
         recompiled = max(counts.recompiles for counts, _ in ranks)
         if recompiled:  # the window timed compilation, or ran eager past the recompile limit
             fields.update(

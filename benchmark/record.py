@@ -138,6 +138,9 @@ class Record(_Identity, total=False):
     repeats: int | None
     throughput_img_s: float | None
     throughput_spread: Spread | None
+    throughput_whole_img_s: float | None  # the whole run: warm-up, data, steps, paused work
+    throughput_compute_only_img_s: float | None  # the step on batches already on the card
+    data_bound_share: float | None  # 1 - throughput_img_s / throughput_compute_only_img_s
     step_time_ms: Distribution | None
     latency_ms: Distribution | None
     data_time_share: float | None
@@ -243,6 +246,8 @@ RANGES: tuple[tuple[str, float, float], ...] = (
     ("measured_iters", 0, math.inf),
     ("repeats", 0, math.inf),
     ("throughput_img_s", 0, math.inf),
+    ("throughput_whole_img_s", 0, math.inf),
+    ("throughput_compute_only_img_s", 0, math.inf),
     ("data_time_share", 0, 1),
     ("first_iter_s", 0, math.inf),
     ("first_iter_data_s", 0, math.inf),

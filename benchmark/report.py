@@ -253,17 +253,49 @@ def verify_table(df: pd.DataFrame) -> pd.DataFrame:
     return _order(table, ["model", "device_name", "precision"]).rename(columns=LABELS)
 
 
+# one train or infer cell, as the conduct and throughput tables show it
+RUN_CELL = ["mode", "model", "impl", "device_name", "workload", "cards", "precision"]
+RUN_CELL.append("batch_per_card")
+THROUGHPUTS = {
+    "throughput_whole_img_s": "whole",
+    "throughput_img_s": "train_only (window)",
+    "throughput_compute_only_img_s": "compute_only",
+    "data_bound_share": "data-bound share",
+}
+
+
+def _ok_with(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The ok records that have `column` (older records may lack it)."""
+    if column not in df:
+        return df.iloc[0:0]
+    return df[(df["status"] == "ok") & df[column].notna()]
+
+
+def throughputs_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per train/infer cell, medians of the three throughputs side by side (FlagPerf's whole,
+    train-only and compute-only) and the data-bound share 1 - train_only / compute_only."""
+    runs = _ok_with(df, "throughput_compute_only_img_s")
+    if runs.empty:
+        return pd.DataFrame()
+    keys = RUN_CELL
+    cols = list(THROUGHPUTS)
+    runs = runs.assign(**{c: pd.to_numeric(runs[c], errors="coerce") for c in cols})
+    table = runs.groupby(keys)[cols].median()
+    table["runs"] = runs.groupby(keys).size()
+    for c in cols[:-1]:
+        table[c] = table[c].map(_rate)
+    table[cols[-1]] = table[cols[-1]].map(lambda v: _num(v, "{:.0%}"))
+    return _order(table.reset_index(), keys).rename(columns=THROUGHPUTS | LABELS)
+
+
 def conduct_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per train/infer cell: host reads per iteration (the model's among them), pinned batch
     copies, recompilations in the window, the cards each rank touched, and every budget a run
     of the cell broke (benchmark.conduct)."""
-    if "conduct.iterations" not in df:
-        return pd.DataFrame()
-    runs = df[(df["status"] == "ok") & df["conduct.iterations"].notna()]
+    runs = _ok_with(df, "conduct.iterations")
     if runs.empty:
         return pd.DataFrame()
-    keys = ["mode", "model", "impl", "device_name", "workload", "cards", "precision"]
-    keys.append("batch_per_card")
+    keys = RUN_CELL
     runs = runs.assign(
         model_reads=runs["conduct.model_host_reads"] / runs["conduct.iterations"],
         cards_touched=[_text(c) for c in runs["conduct.cards_touched"]],
@@ -638,6 +670,14 @@ def build_report(
             "No ok inference records.",
         ),
         _section("Accuracy (COCO)", accuracy_table(df), "No evaluated records."),
+        _section(
+            "Whole, train-only and compute-only throughput (images/s)",
+            throughputs_table(df),
+            "No record has the three throughputs.",
+            "`whole`: the run as a user runs it (warm-up, data, steps, evaluation); "
+            "`train_only`: the measured window; `compute_only`: the same step on batches already "
+            "on the card, no data I/O; data-bound share = 1 - train_only / compute_only.",
+        ),
         _section(
             "Conduct (inside the measured window)",
             conduct_table(df),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from benchmark.commands.ending import record_fields
+from benchmark.commands.ending import Run, record_fields
 from benchmark.errors import UsageError
 from benchmark.launch import execute
 from benchmark.measure import TimedRun
@@ -69,7 +69,6 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     evaluation = training.eval_hook if args.target_ap is not None else None
     with ConvDtypeProbe(training.trainer.model) as probe:
         last_loss = run.fit(training.trainer, training.data_loader, evaluation)
-    timing = run.finish()
     if args.save_ckpt and comm.is_main_process():
         path = save_checkpoint(
             args.save_ckpt,
@@ -78,19 +77,18 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
             config=workload.cfg,
         )
         logger.info("saved the trained weights to %s", path)
+    run.train_compute_only(training.trainer)
+    timing = run.finish()
     if timing is None:
         return None
     hook = training.eval_hook
+    data = (len(training.data_loader.dataset), workload.cfg.MODEL.WEIGHT)
     return record_fields(
+        Run(workload, args, adapter, index),
         timing,
-        workload,
-        args,
-        adapter,
-        index,
         training.trainer.model,
         probe,
-        len(training.data_loader.dataset),
-        workload.cfg.MODEL.WEIGHT,
+        data,
         final_loss=last_loss[0] if last_loss else None,
         interconnect=interconnect,
         accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,

@@ -313,3 +313,31 @@ def test_a_window_that_recompiles_fails_its_cell_and_one_that_does_not_counts_ze
     assert cold["conduct"]["recompiles"] == 1
     assert cold["status"] == "failed" and "1 recompilation(s) inside" in cold["error"]
     assert any("recompilations inside the window" in b for b in cold["conduct"]["budget_broken"])
+
+
+def test_three_throughputs_tell_a_slow_loader_from_the_step():
+    """A loader that waits 60 ms per batch feeds a 10 ms step: the window is data-bound,
+    compute-only (the kept batches cycled, no loader) is not, and the whole run counts the
+    warm-up and the paused work too."""
+    adapter, index = resolve("cpu")
+
+    def loader():
+        for i in range(6):
+            time.sleep(0.060)
+            yield (torch.zeros(1), [], [i])
+
+    run = TimedRun(adapter, index, warmup=1, iters=5)
+    paused = run.excluding(lambda: time.sleep(0.100))
+    for _batch in run.batches(loader(), copy=False):
+        time.sleep(0.010)
+        run.step_end(images=1)
+        paused()
+    steps = []
+    run.compute_only(lambda batch: steps.append(batch[2]) or time.sleep(0.010) or 1)
+    fields = run.finish()
+    assert steps == [[4], [5]] * 2 + [[4]]  # the window's last two batches, cycled
+    assert fields["throughput_img_s"] == pytest.approx(1 / 0.070, rel=0.3)
+    assert fields["throughput_compute_only_img_s"] > 3 * fields["throughput_img_s"]
+    assert fields["data_bound_share"] == pytest.approx(1 - 10 / 70, abs=0.15)
+    # 6 images over 6 x (60 + 10 + 100) ms: the paused work is the user's time too
+    assert fields["throughput_whole_img_s"] == pytest.approx(6 / (6 * 0.170), rel=0.3)

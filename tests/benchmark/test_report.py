@@ -18,6 +18,7 @@ from benchmark.report import (
     conduct_table,
     frame,
     inference_table,
+    throughputs_table,
     training_table,
 )
 
@@ -481,3 +482,17 @@ def test_the_conduct_table_shows_each_cell_and_flags_a_broken_budget(tmp_path):
     assert table.loc["fp32", "budget"] == "ok"
     assert table.loc["fp16", "budget"] == "rank 1: 6 batch copies not pinned"
     assert table.loc["fp32", "cards_touched"] == "[[0], [1]]"
+
+
+def test_the_three_throughputs_stand_side_by_side_with_the_data_bound_share(tmp_path):
+    three = dict(throughput_whole_img_s=8.0, throughput_compute_only_img_s=40.0)
+    write_run(tmp_path, rec("gpu-a", throughput_img_s=30.0, data_bound_share=0.25, **three))
+    write_run(tmp_path, rec("gpu-a", throughput_img_s=10.0))  # older: no compute-only, no row
+    records = [json.loads(line) for line in (tmp_path / RECORDS_FILE).read_text().splitlines()]
+    (row,) = throughputs_table(frame(records)).to_dict("records")
+    assert (row["whole"], row["train_only (window)"], row["compute_only"]) == (
+        "8.0",
+        "30.0",
+        "40.0",
+    )
+    assert row["data-bound share"] == "25%" and row["runs"] == 1

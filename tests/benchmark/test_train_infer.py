@@ -64,6 +64,8 @@ def test_train_writes_a_measured_record(tmp_path):
     assert (r["image_min_size"], r["image_max_size"]) == (64, 96)
     assert r["throughput_img_s"] > 0 and r["first_iter_s"] > 0
     assert r["step_time_ms"]["p50"] > 0 and r["latency_ms"] is None
+    assert r["throughput_whole_img_s"] > 0 and r["throughput_compute_only_img_s"] > 0
+    assert r["conduct"]["iterations"] == 2 and r["batch_shapes"] == {"64x96": 2}
     assert 0 <= r["data_time_share"] < 1
     # the peak RSS holds the weights, their gradients and SGD's momentum, in MB (not kB, not B)
     weights_mb = sum(p.numel() * 4 for p in build_detection_model(model_config(MODEL)).parameters())

@@ -50,15 +50,22 @@ def compute_on_dataset(
         data_loader = prefetch_to_device(data_loader, adapter, index)
     with torch.no_grad():
         for images, _targets, idxs in tqdm(data_loader, desc="inference", disable=not show):
-            with adapter.autocast(precision):
-                outputs = model(images.to(device))
-            outputs = results_to_host(outputs)  # one read: it waits for the device
+            outputs = predict_batch(model, images.to(device), adapter, precision)
             if on_batch is not None:
                 on_batch(len(idxs))
             if convert is not None:
                 outputs = [convert(i, o) for i, o in zip(idxs, outputs, strict=True)]
             results.update(zip(idxs, outputs, strict=True))
     return results
+
+
+def predict_batch(
+    model: torch.nn.Module, images, adapter: DeviceAdapter, precision: str
+) -> list[BoxList]:
+    """One batch's detections on the host (call under no_grad, the model in eval mode)."""
+    with adapter.autocast(precision):
+        outputs = model(images)
+    return results_to_host(outputs)  # one read: it waits for the device
 
 
 def results_to_host(results: list[BoxList]) -> list[BoxList]:
