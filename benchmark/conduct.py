@@ -50,7 +50,7 @@ def _by_model(frame: FrameType | None) -> bool:
     which a device's read method may pass through) is the model's."""
     while frame is not None:
         path = frame.f_code.co_filename
-        if path == __file__:  # this module's own wrappers (also another counter's: compare times two runs)
+        if path == __file__:  # this module's wrappers, another counter's too (compare)
             frame = frame.f_back
             continue
         if path.startswith(MODEL_CODE):
