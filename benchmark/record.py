@@ -122,6 +122,9 @@ class Record(_Identity, total=False):
     flop_utilisation: float | None  # achieved_tflops / (cards x peak_tflops)
     agreement: dict[str, float | None] | None  # verify: device vs CPU fp32, one number each
     agreement_limits: dict[str, float] | None  # verify: the bound each number had to meet
+    evaluator: str | None  # the COCO evaluator that scored accuracy: faster-coco-eval | pycocotools
+    eval_s: float | None  # its wall time (results to COCO stats), outside every timed window
+    mask_paste: str | None  # how masks were pasted for segm scoring: reference | subpixel
 
 
 FIELDS: dict[str, Any] = typing.get_type_hints(Record)
@@ -190,6 +193,7 @@ RANGES: tuple[tuple[str, float, float], ...] = (
     ("first_iter_s", 0, math.inf),
     ("peak_mem_mb", 0, math.inf),
     ("time_to_accuracy_s", 0, math.inf),
+    ("eval_s", 0, math.inf),
     ("gflops_per_image", 0, math.inf),
     ("achieved_tflops", 0, math.inf),
     ("peak_tflops", 0, math.inf),

@@ -17,6 +17,7 @@ import argparse
 import functools
 import itertools
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -29,7 +30,7 @@ from benchmark.workload.build import Workload
 from benchmark.workload.lookup import weights_id
 from rcnn.checkpoint import load_weights
 from rcnn.data import make_data_loader
-from rcnn.engine.coco_eval import evaluate_results, image_result
+from rcnn.engine.coco_eval import default_evaluator, evaluate_results, image_result
 from rcnn.engine.inference import compute_on_dataset, gather_predictions
 from rcnn.engine.precision_check import ConvDtypeProbe
 from rcnn.engine.prefetch import DATA_TIME_COVERS, prefetch_to_device
@@ -90,7 +91,10 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         lambda: adapter.synchronize(index), args.warmup, iters, args.repeats, clock, args.sync
     )
     # pasting masks at the original size and RLE-encoding them is the evaluator's work, paused
-    convert = clock.excluding(functools.partial(image_result, dataset=loader.dataset))
+    paste = cfg.TEST.MASK_PASTE
+    convert = clock.excluding(
+        functools.partial(image_result, dataset=loader.dataset, mask_paste=paste)
+    )
 
     def batch_end(images: int) -> None:
         timers.step_end(images)
@@ -112,9 +116,15 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     if predictions is None:
         return None
     dataset = loader.dataset
-    scores = None
+    scores, evaluated = None, {}
     if len(predictions) == len(dataset):
-        scores = evaluate_results(predictions, dataset, iou_types(cfg))
+        start, evaluator = time.perf_counter(), default_evaluator()
+        scores = evaluate_results(predictions, dataset, iou_types(cfg), evaluator=evaluator)
+        evaluated = {
+            "evaluator": evaluator,
+            "eval_s": time.perf_counter() - start,
+            "mask_paste": paste if cfg.MODEL.MASK_ON else None,
+        }
     else:
         logger.warning(
             "predicted %d of %d test images: no accuracy recorded (drop --iters "
@@ -133,6 +143,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         data_time_covers=DATA_TIME_COVERS,
         weights=args.ckpt or "random",
         weights_id=weights_id(args.ckpt),
+        **evaluated,
     )
     # counted after the window, on a copy of the model: no count is ever timed
     fields.update(run_flop_fields(model, workload, fields, args, adapter, index))

@@ -99,6 +99,18 @@ def test_infer_records_latency_accuracy_and_repeats(tmp_path):
     assert {"bbox_ap50", "bbox_ap75"} <= set(r["accuracy"])
     assert r["dataset"]["images"] == 4
     assert "random weights" in done.stdout
+    # requirements-test.txt installs faster-coco-eval; masks off, so no paste to name
+    assert r["evaluator"] == "faster-coco-eval" and r["eval_s"] > 0 and r["mask_paste"] is None
+
+
+def test_infer_without_faster_coco_eval_scores_with_pycocotools(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)
+    results = tmp_path / "results"
+    mask = ["--model", "mask_rcnn_R_18_FPN_quick", *TINY[2:], "--warmup", "0"]
+    assert main(["infer", *mask, "--results", str(results), "TEST.MASK_PASTE", "subpixel"]) == 0
+    r = only_record(results)
+    assert (r["evaluator"], r["mask_paste"]) == ("pycocotools", "subpixel") and r["eval_s"] > 0
+    assert 0 <= r["accuracy"]["segm_ap"] < 0.1
 
 
 def test_unsupported_precision_fails_with_one_message_and_a_record(tmp_path):

@@ -267,4 +267,5 @@ def evaluate(session: Session, model: torch.nn.Module) -> dict[str, dict[str, fl
         session.precision,
         iou_types(cfg),
         out,
+        cfg.TEST.MASK_PASTE,
     )
