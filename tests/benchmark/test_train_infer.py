@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,7 @@ def test_train_writes_a_measured_record(tmp_path):
     assert r["dataset"]["fingerprint"].startswith("sha1:")
     assert len(r["config_hash"]) == 40 and r["seed"] == 0
     assert 0 <= r["accuracy"]["bbox_ap"] < 0.99 and r["time_to_accuracy_s"] is None
+    assert r["evaluator"] == "faster-coco-eval" and r["eval_s"] > 0 and r["mask_paste"] is None
     assert r["command"].startswith(f"python -m benchmark train --model {MODEL}")
     assert "--worker" not in r["command"] and "--run-id" not in r["command"]
     # the one-line summary, and the run's folder beside the record
@@ -176,3 +178,29 @@ def test_two_cards_on_cpu_run_two_gloo_processes_and_write_one_record(tmp_path):
     assert r["measured_iters"] == 2  # per rank; both ranks' steps are in the percentiles
     assert r["throughput_img_s"] > 0
     assert "--cards 2" in r["command"] and "--worker" not in r["command"]
+
+
+def test_train_seeds_records_each_seed_and_the_report_gives_mean_and_spread(tmp_path):
+    results = tmp_path / "results"
+    train = ["train", *TINY, "--batch", "1", "--iters", "2", "--warmup", "0", "--seeds", "3"]
+    assert main([*train, "--results", str(results), "SEED", "4"]) == 0
+    records, problems = read_records([results])
+    assert problems == [] and all(validate(r) == [] for r in records)
+    records.sort(key=lambda r: r["seed"])
+    assert [r["seed"] for r in records] == [4, 5, 6]
+    for r in records:  # each evaluated at its end, and its command repeats that one run
+        assert r["status"] == "ok" and r["evaluator"] == "faster-coco-eval" and r["eval_s"] > 0
+        assert 0 <= r["accuracy"]["bbox_ap"] <= 1 and "bbox_ap50" in r["accuracy"]
+        assert r["command"].endswith(f"--eval-period 2 SEED {r['seed']}")
+        assert "--seeds" not in r["command"]
+    assert len({r["final_loss"] for r in records}) == 3  # the seed reached the model
+
+    report = tmp_path / "report"
+    assert bench("report", "--out", str(report), results=results).returncode == 0
+    text = (report / "REPORT.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith(f"| {MODEL} |")]
+    (acc,) = [line for line in rows if " ± " in line]
+    cells = [c.strip() for c in acc.strip("|").split("|")]
+    aps = [r["accuracy"]["bbox_ap"] for r in records]
+    mean, sd = statistics.mean(aps), statistics.stdev(aps)
+    assert cells[5] == f"{mean:.4g} ± {sd:.2g}" and cells[-1] == "3"

@@ -141,11 +141,16 @@ class EvalHook:
         self.start = time.perf_counter()
         self.history: list[tuple[int, float]] = []
         self.time_to_accuracy_s: float | None = None
+        self.eval_s = 0.0  # every evaluation's wall time, inference included
+        self.scores: dict[str, dict[str, float]] | None = None  # the last evaluation's, rank 0
 
     def __call__(self, trainer: Trainer, step: StepResult) -> bool:
         if not self.period or step.iteration % self.period:
             return False
+        start = time.perf_counter()
         scores = evaluate(self.session, trainer.model)
+        self.eval_s += time.perf_counter() - start
+        self.scores = scores
         ap = scores.get("bbox", {}).get("ap", 0.0) if scores else 0.0
         self.history.append((step.iteration, ap))
         reached = comm.all_gather_objects(bool(self.target_ap and ap >= self.target_ap))[0]
