@@ -127,11 +127,14 @@ def execute(
     options: Iterable[str] = (),
     extra: Iterable[str] = (),
     check: Callable[[argparse.Namespace], None] | None = None,
+    workload_mode: str | None = None,
 ) -> int:
     """The lifecycle of one measured run; see the module docstring. Returns the exit code.
 
     `options`: the verb's own option names (carried to workers); `extra`: its config overrides;
-    `check`: its argument checks (raise UsageError)."""
+    `check`: its argument checks (raise UsageError); `workload_mode`: the work the verb measures
+    when it is not the verb itself (loader, profile: train or infer); the record's mode is the
+    verb."""
     options, extra = tuple(options), tuple(extra)
     args.run_id = args.run_id or new_run_id()
     results = check_results_dir(args.results)
@@ -166,8 +169,8 @@ def execute(
                 f"--device {args.device}: a multi-card run picks its cards by "
                 f"rank; name the device without an index, e.g. {adapter.name}"
             )
-        workload = build_workload(verb, args, cards, run_dir, extra)
-        fields.update(workload.record_fields())
+        workload = build_workload(workload_mode or verb, args, cards, run_dir, extra)
+        fields.update(workload.record_fields(), mode=verb)
         if world > 1 and not args.worker:
             args.cards = cards
             return _launch(verb, args, options, fields)

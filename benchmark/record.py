@@ -35,7 +35,8 @@ from rcnn.utils.io import atomic_write_text
 SCHEMA_VERSION = 1
 # skipped: a sweep cell that cannot run; interrupted: stopped by Ctrl-C or a signal
 Status = Literal["ok", "failed", "nan", "oom", "skipped", "interrupted"]
-Mode = Literal["train", "infer", "verify"]  # verify: a device against the CPU
+# verify: a device against the CPU; loader: the data loader alone; profile: where time goes
+Mode = Literal["train", "infer", "verify", "loader", "profile"]
 STATUSES: tuple[str, ...] = typing.get_args(Status)
 MODES: tuple[str, ...] = typing.get_args(Mode)
 RECORDS_FILE = "records.jsonl"
@@ -59,6 +60,23 @@ class Dataset(TypedDict):
     name: str
     images: int | None
     fingerprint: str | None
+
+
+class LoaderRun(TypedDict):
+    workers: int
+    throughput_img_s: float
+    first_batch_s: float | None  # worker start-up included
+
+
+class Loader(TypedDict):
+    """A loader benchmark: img/s per worker count, per-image decode and transform times."""
+
+    runs: list[LoaderRun]
+    pinned: bool  # batches pinned before the copy, as training copies them
+    decode_ms: Distribution | None
+    transform_ms: Distribution | None
+    compute_img_s: float | None  # one card's compute-only rate it was compared with
+    cards_fed: float | None  # best loader img/s / compute_img_s
 
 
 class _Identity(TypedDict):
@@ -125,6 +143,7 @@ class Record(_Identity, total=False):
     evaluator: str | None  # the COCO evaluator that scored accuracy: faster-coco-eval | pycocotools
     eval_s: float | None  # its wall time (results to COCO stats), outside every timed window
     mask_paste: str | None  # how masks were pasted for segm scoring: reference | subpixel
+    loader: Loader | None  # mode loader
 
 
 FIELDS: dict[str, Any] = typing.get_type_hints(Record)
