@@ -21,6 +21,7 @@ VERBS = (
     "train",
     "infer",
     "loader",
+    "profile",
     "sweep",
     "verify",
     "compare",

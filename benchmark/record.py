@@ -79,6 +79,21 @@ class Loader(TypedDict):
     cards_fed: float | None  # best loader img/s / compute_img_s
 
 
+class ProfileCategory(TypedDict):
+    name: str
+    ms: float
+    share: float  # of the profiled window's wall time
+
+
+class Profile(TypedDict):
+    """Where the profiled steps' time went (mode profile)."""
+
+    activities: list[str]  # torch.profiler activities: CPU, CUDA, PrivateUse1, ...
+    categories: list[ProfileCategory]
+    op_times: str  # card: the ops' kernel times on the card; host: their host times
+    trace: str  # the Chrome trace, beside the record
+
+
 class _Identity(TypedDict):
     """Fields every record must have, whatever its status."""
 
@@ -144,6 +159,7 @@ class Record(_Identity, total=False):
     eval_s: float | None  # its wall time (results to COCO stats), outside every timed window
     mask_paste: str | None  # how masks were pasted for segm scoring: reference | subpixel
     loader: Loader | None  # mode loader
+    profile: Profile | None  # mode profile
 
 
 FIELDS: dict[str, Any] = typing.get_type_hints(Record)

@@ -12,6 +12,7 @@ raises KernelUnavailableError naming the op, the device and why.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -120,7 +121,15 @@ def implementation(name: str, device: torch.device) -> Callable:
     op = _DECIDED_BY[name]
     impl = choose(op, device).impl
     _used.setdefault(op, set()).add(impl)
-    return getattr(load_kernels() if impl == "kernel" else native, name)
+    return functools.partial(
+        _labelled, f"rcnn::{name}", getattr(load_kernels() if impl == "kernel" else native, name)
+    )
+
+
+def _labelled(label: str, fn: Callable, *args, **kwargs):
+    """`fn` under a profiler label: `benchmark profile` finds a native op's many small ops."""
+    with torch.profiler.record_function(label):
+        return fn(*args, **kwargs)
 
 
 def _canonical(device: torch.device | str) -> torch.device:
