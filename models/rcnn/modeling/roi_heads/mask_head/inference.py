@@ -99,6 +99,14 @@ def _paste_chunk(
     canvas.index_copy_(0, (start + cols).view(-1), bits.view(-1))
 
 
+def _empty_masks(masks: torch.Tensor, height: int, width: int, threshold: float) -> torch.Tensor:
+    """The uint8 [N, 1, height, width] canvas a paste fills; a negative threshold is refused
+    (it would turn the pixels outside every box on)."""
+    if threshold < 0:
+        raise ValueError(f"mask threshold must be >= 0, got {threshold}")
+    return torch.zeros((masks.shape[0], 1, height, width), dtype=torch.uint8, device=masks.device)
+
+
 def paste_masks_in_image(
     masks: torch.Tensor,
     boxes: torch.Tensor,
@@ -114,10 +122,8 @@ def paste_masks_in_image(
     Detections go in chunks of at most `max_chunk`, and of at most `chunk_elements` window
     pixels, so temporary memory stays bounded (about 70 MB) whatever the boxes.
     """
-    if threshold < 0:
-        raise ValueError(f"mask threshold must be >= 0, got {threshold}")
+    result = _empty_masks(masks, height, width, threshold)
     n = masks.shape[0]
-    result = torch.zeros((n, 1, height, width), dtype=torch.uint8, device=masks.device)
     if n == 0:
         return result
     m = masks.shape[-1]
@@ -162,10 +168,8 @@ def paste_masks_subpixel(
     size moves mask edges by up to a pixel), and outside the M x M map the probability fades to
     0 as in the reference's one-pixel zero padding. Still one threshold.
     """
-    if threshold < 0:
-        raise ValueError(f"mask threshold must be >= 0, got {threshold}")
+    result = _empty_masks(masks, height, width, threshold)
     n = masks.shape[0]
-    result = torch.zeros((n, 1, height, width), dtype=torch.uint8, device=masks.device)
     if n == 0:
         return result
     boxes = boxes.float()
