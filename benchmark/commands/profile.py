@@ -179,38 +179,30 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict:
     activities = adapter.profiler_activities()
     timer = IterationTimer(lambda: adapter.synchronize(index), args.warmup)
     profiler = torch_profile(activities=activities)
+    running = [False]
+
+    def switch(on: bool) -> None:
+        with native_stderr_to_log():
+            if on:
+                profiler.start()
+            else:
+                profiler.stop()
+        running[0] = on
 
     def step_end(images: int) -> None:
         timer.step_end(images)
         if timer.iterations == args.warmup:
-            with native_stderr_to_log():
-                profiler.start()  # the timer has just synchronized: no warm-up work leaks in
+            switch(True)  # the timer has just synchronized: no warm-up work leaks in
         elif timer.iterations == args.warmup + args.iters:
-            with native_stderr_to_log():
-                profiler.stop()
+            switch(False)
 
     if args.warmup == 0:
-        with native_stderr_to_log():
-            profiler.start()
-    total = args.warmup + args.iters
-    if args.mode == "train":
-        training = build_training(session, resume=False, checkpoints=False)
-        label_losses(training.trainer.model)
-        images = len(training.data_loader.dataset)
-
-        def after_step(trainer: Trainer, step: StepResult) -> bool:
-            step_end(step.images)
-            return False
-
-        batches = prefetch_to_device(training.data_loader, adapter, index)
-        training.trainer.fit(timer.iterate(batches), 0, total, TrainHooks(after_step=[after_step]))
-    else:
-        model = build_model(session)
-        loader = make_data_loader(workload.cfg, is_train=False)[0]
-        images = len(loader.dataset)
-        stream = _passes(loader, total)
-        batches = timer.iterate(prefetch_to_device(stream, adapter, index))
-        compute_on_dataset(model, batches, adapter, index, session.precision, on_batch=step_end)
+        switch(True)
+    try:
+        images = _run(workload, args, session, timer, step_end)
+    finally:
+        if running[0]:  # a run that failed mid-window: a profiler left on crashes at exit
+            switch(False)
     fields = summarize(timer.window())
     trace = Path(workload.cfg.OUTPUT_DIR) / TRACE
     trace.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +222,29 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict:
         notes=["profile: times taken under torch.profiler, slower than an unprofiled run"],
     )
     return fields
+
+
+def _run(workload: Workload, args: argparse.Namespace, session, timer, step_end) -> int:
+    """Warm-up and profiled steps of --mode, each ending in `step_end`; returns the images of
+    the dataset they drew from."""
+    adapter, index = session.adapter, session.index
+    total = args.warmup + args.iters
+    if args.mode == "train":
+        training = build_training(session, resume=False, checkpoints=False)
+        label_losses(training.trainer.model)
+
+        def after_step(trainer: Trainer, step: StepResult) -> bool:
+            step_end(step.images)
+            return False
+
+        batches = prefetch_to_device(training.data_loader, adapter, index)
+        training.trainer.fit(timer.iterate(batches), 0, total, TrainHooks(after_step=[after_step]))
+        return len(training.data_loader.dataset)
+    model = build_model(session)
+    loader = make_data_loader(workload.cfg, is_train=False)[0]
+    batches = timer.iterate(prefetch_to_device(_passes(loader, total), adapter, index))
+    compute_on_dataset(model, batches, adapter, index, session.precision, on_batch=step_end)
+    return len(loader.dataset)
 
 
 def _passes(loader, batches: int) -> Iterator:

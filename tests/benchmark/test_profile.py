@@ -120,3 +120,23 @@ def test_profile_train_prints_the_table_and_writes_the_trace_beside_the_record(t
     trace = json.loads((results / "runs" / r["run_id"] / p["trace"]).read_text())
     names = {e.get("name") for e in trace["traceEvents"]}
     assert {"rcnn::roi_align", "rcnn::loss"} <= names
+
+
+def test_a_run_that_fails_inside_the_window_records_it_and_exits_cleanly(tmp_path):
+    """A NaN loss mid-window: the profiler is switched off on the way out (left on, torch
+    crashes at interpreter exit: rc 139 instead of the harness's nan code)."""
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k != "RESULTS_DIR"}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "benchmark", "profile", "--model", "faster_rcnn_R_18_FPN_quick",
+            "--device", "cpu", "--size", "64x96", "--data", "synthetic:2", "--iters", "4",
+            "--warmup", "1", "--results", str(results),
+            "SOLVER.BASE_LR", "50.0", "SOLVER.WARMUP_ITERS", "0",
+        ],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("error: NonFiniteLossError")
+    records, _ = read_records([results])
+    assert [(r["status"], r["mode"]) for r in records] == [("nan", "profile")]
