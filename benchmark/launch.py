@@ -138,12 +138,15 @@ def execute(
     extra: Iterable[str] = (),
     check: Callable[[argparse.Namespace], None] | None = None,
     prepare: Prepare = build_workload,
+    workload_mode: str | None = None,
 ) -> int:
     """The lifecycle of one measured run; see the module docstring. Returns the exit code.
 
     `options`: the verb's own option names (carried to workers); `extra`: its config overrides;
     `check`: its argument checks (raise UsageError); `prepare`: what the run works on (the
-    model's workload, or the comm verb's message sizes)."""
+    model's workload, or the comm verb's message sizes); `workload_mode`: the work the verb
+    measures when it is not the verb itself (loader, profile: train or infer); the record's
+    mode is the verb."""
     options, extra = tuple(options), tuple(extra)
     if args.run_id is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", args.run_id):
         raise UsageError(f"--run-id {args.run_id!r}: letters, digits, '.', '_' and '-' only")
@@ -183,8 +186,8 @@ def execute(
                 f"--device {args.device}: a multi-card run picks its cards by "
                 f"rank; name the device without an index, e.g. {adapter.name}"
             )
-        workload = prepare(verb, args, cards, run_dir, extra)
-        fields.update(workload.record_fields())
+        workload = prepare(workload_mode or verb, args, cards, run_dir, extra)
+        fields.update(workload.record_fields(), mode=verb)
         if world > 1 and not args.worker:
             args.cards = cards
             return _launch(verb, args, options, fields)

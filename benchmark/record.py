@@ -36,7 +36,8 @@ from rcnn.utils.io import atomic_write_text
 SCHEMA_VERSION = 1
 # skipped: a sweep cell that cannot run; interrupted: stopped by Ctrl-C or a signal
 Status = Literal["ok", "failed", "nan", "oom", "skipped", "interrupted"]
-Mode = Literal["train", "infer", "verify", "comm"]  # verify: a device against the CPU
+# verify: a device against the CPU; loader: the data loader alone; profile: where time goes
+Mode = Literal["train", "infer", "verify", "comm", "loader", "profile"]
 STATUSES: tuple[str, ...] = typing.get_args(Status)
 MODES: tuple[str, ...] = typing.get_args(Mode)
 RECORDS_FILE = "records.jsonl"
@@ -102,6 +103,38 @@ class Conduct(TypedDict):
     recompiles: int  # graphs torch._dynamo compiled inside the window
     cards_touched: list[list[int]]  # per rank
     budget_broken: list[str]  # every budget a rank broke; empty when it kept them all
+
+
+class LoaderRun(TypedDict):
+    workers: int
+    throughput_img_s: float
+    first_batch_s: float | None  # worker start-up included
+
+
+class Loader(TypedDict):
+    """A loader benchmark: img/s per worker count, per-image decode and transform times."""
+
+    runs: list[LoaderRun]
+    pinned: bool  # batches pinned before the copy, as training copies them
+    decode_ms: Distribution | None
+    transform_ms: Distribution | None
+    compute_img_s: float | None  # one card's compute-only rate it was compared with
+    cards_fed: float | None  # best loader img/s / compute_img_s
+
+
+class ProfileCategory(TypedDict):
+    name: str
+    ms: float
+    share: float  # of the profiled window's wall time
+
+
+class Profile(TypedDict):
+    """Where the profiled steps' time went (mode profile)."""
+
+    activities: list[str]  # torch.profiler activities: CPU, CUDA, PrivateUse1, ...
+    categories: list[ProfileCategory]
+    op_times: str  # card: the ops' kernel times on the card; host: their host times
+    trace: str  # the Chrome trace, beside the record
 
 
 class _Identity(TypedDict):
@@ -182,6 +215,11 @@ class Record(_Identity, total=False):
     rendezvous: str | None  # MASTER_ADDR:MASTER_PORT where the ranks met
     interconnect: Interconnect | None
     collectives: list[CollectiveRow] | None  # the comm verb's table
+    evaluator: str | None  # the COCO evaluator that scored accuracy: faster-coco-eval | pycocotools
+    eval_s: float | None  # its wall time (results to COCO stats), outside every timed window
+    mask_paste: str | None  # how masks were pasted for segm scoring: reference | subpixel
+    loader: Loader | None  # mode loader
+    profile: Profile | None  # mode profile
 
 
 FIELDS: dict[str, Any] = typing.get_type_hints(Record)
@@ -254,6 +292,7 @@ RANGES: tuple[tuple[str, float, float], ...] = (
     ("first_iter_compute_s", 0, math.inf),
     ("peak_mem_mb", 0, math.inf),
     ("time_to_accuracy_s", 0, math.inf),
+    ("eval_s", 0, math.inf),
     ("gflops_per_image", 0, math.inf),
     ("achieved_tflops", 0, math.inf),
     ("peak_tflops", 0, math.inf),

@@ -219,7 +219,8 @@ def inference_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
-    """COCO metrics by model, device and precision (medians over records)."""
+    """COCO metrics by model, device and precision: the mean over a cell's records (its seeds,
+    with `train --seeds N`), the sample standard deviation after a ±, and N."""
     cols = [f"accuracy.{m}" for m in ACCURACY if f"accuracy.{m}" in df]
     if not cols:
         return pd.DataFrame()
@@ -227,13 +228,49 @@ def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
     if ok.empty:
         return pd.DataFrame()
     keys = ["model", "impl", "device_name", "workload", "precision"]
-    table = ok.groupby(keys)[cols].median()
+    groups = ok.groupby(keys)[cols]
+    table = groups.mean()
+    spread = groups.std(ddof=1)
     table["runs"] = ok.groupby(keys).size()
     for c in cols:
-        table[c] = table[c].map(lambda v: _num(v, "{:.4g}"))
+        table[c] = [
+            _num(m, "{:.4g}") + (f" ± {s:.2g}" if s == s and m == m else "")
+            for m, s in zip(table[c], spread[c], strict=True)
+        ]
     return _order(table.reset_index(), keys).rename(
         columns={c: c.split(".", 1)[1] for c in cols} | LABELS
     )
+
+
+def loader_table(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per loader record: img/s at each worker count, per-image decode and transform
+    medians, whether copies were pinned, and the cards of the given compute rate it feeds."""
+    runs = _ok(df, "loader")
+    if runs.empty or "loader.runs" not in runs:
+        return pd.DataFrame()
+    rows = []
+    for _, r in runs.iterrows():
+        decode, transform = r.get("loader.decode_ms") or {}, r.get("loader.transform_ms") or {}
+        fed, compute = r.get("loader.cards_fed"), r.get("loader.compute_img_s")
+        rows.append(
+            {
+                "model": r["model"],
+                "device": r["device_name"],
+                "workload": r["workload"],
+                "batch/card": r["batch_per_card"],
+                "img/s by workers": ", ".join(
+                    f"{w['workers']}: {_rate(w['throughput_img_s'])}" for w in r["loader.runs"]
+                ),
+                "decode ms/img p50": _num(decode.get("p50"), "{:.1f}"),
+                "transform ms/img p50": _num(transform.get("p50"), "{:.1f}"),
+                "pinned": "on" if r.get("loader.pinned") else "off",
+                "cards fed": "-"
+                if fed is None or fed != fed
+                else f"{fed:.2f} at {compute:g} img/s",
+                "run": r["run_id"],
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 VERIFY = ["box_match", "box_iou", "score_diff", "label_agreement", "mask_iou", "loss_diff"]
@@ -669,7 +706,21 @@ def build_report(
             inference_table(df),
             "No ok inference records.",
         ),
-        _section("Accuracy (COCO)", accuracy_table(df), "No evaluated records."),
+        _section(
+            "Accuracy (COCO)",
+            accuracy_table(df),
+            "No evaluated records.",
+            "Mean over a cell's runs (its seeds: `train --seeds N`), ± their sample standard "
+            "deviation, and N (runs).",
+        ),
+        _section(
+            "Data loader (loader)",
+            loader_table(df),
+            "No loader records.",
+            "The training loader alone (`python -m benchmark loader`): img/s at each worker "
+            "count (pinned copies to the card included), one image's decode and transform on one "
+            "thread; `cards fed` = best img/s / one card's compute-only img/s.",
+        ),
         _section(
             "Whole, train-only and compute-only throughput (images/s)",
             throughputs_table(df),

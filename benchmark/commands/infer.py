@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -26,7 +27,7 @@ from benchmark.workload.args import add_run_arguments
 from benchmark.workload.build import Workload
 from rcnn.checkpoint import load_weights
 from rcnn.data import make_data_loader
-from rcnn.engine.coco_eval import evaluate_results, image_result
+from rcnn.engine.coco_eval import default_evaluator, evaluate_results, image_result
 from rcnn.engine.inference import gather_predictions
 from rcnn.engine.precision_check import ConvDtypeProbe
 from rcnn.engine.run import build_model, iou_types, start_session
@@ -81,7 +82,8 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     iters = args.iters or max(len(loader) - args.warmup, 1)
     run = TimedRun(adapter, index, args.warmup, iters, args.repeats, sync=args.sync)
     # pasting masks at the original size and RLE-encoding them is the evaluator's work: paused
-    convert = functools.partial(image_result, dataset=loader.dataset)
+    paste = cfg.TEST.MASK_PASTE
+    convert = functools.partial(image_result, dataset=loader.dataset, mask_paste=paste)
     with ConvDtypeProbe(model) as probe:
         local = run.infer(model, passes(loader), session.precision, convert)
     timing = run.finish()
@@ -89,9 +91,15 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     if predictions is None or timing is None:
         return None
     dataset = loader.dataset
-    scores = None
+    scores, evaluated = None, {}
     if len(predictions) == len(dataset):
-        scores = evaluate_results(predictions, dataset, iou_types(cfg))
+        start, evaluator = time.perf_counter(), default_evaluator()
+        scores = evaluate_results(predictions, dataset, iou_types(cfg), evaluator=evaluator)
+        evaluated = {
+            "evaluator": evaluator,
+            "eval_s": time.perf_counter() - start,
+            "mask_paste": paste if cfg.MODEL.MASK_ON else None,
+        }
     else:
         logger.warning(
             "predicted %d of %d test images: no accuracy recorded (drop --iters "
@@ -101,4 +109,5 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         )
     ending = Run(workload, args, adapter, index)
     scored = accuracy(scores) if scores else None
-    return record_fields(ending, timing, model, probe, (len(dataset), args.ckpt), accuracy=scored)
+    data = (len(dataset), args.ckpt)
+    return record_fields(ending, timing, model, probe, data, accuracy=scored, **evaluated)

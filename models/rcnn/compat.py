@@ -161,3 +161,11 @@ def process_group_device(device_id: torch.device | None) -> dict[str, torch.devi
     """init_process_group's `device_id` keyword (torch 2.3), where this torch takes it."""
     takes_it = "device_id" in inspect.signature(dist.init_process_group).parameters
     return {"device_id": device_id} if device_id is not None and takes_it else {}
+
+
+def profiler_self_device_us(event: Any) -> float:
+    """A profiler event's own time on the card, in microseconds. torch 2.4 named it
+    self_device_time_total; earlier releases name it after CUDA, whatever the card."""
+    if hasattr(event, "self_device_time_total"):
+        return event.self_device_time_total or 0.0
+    return event.self_cuda_time_total or 0.0

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -78,6 +79,7 @@ def test_train_writes_a_measured_record(tmp_path):
     assert r["dataset"]["fingerprint"].startswith("sha1:")
     assert len(r["config_hash"]) == 40 and r["seed"] == 0
     assert 0 <= r["accuracy"]["bbox_ap"] < 0.99 and r["time_to_accuracy_s"] is None
+    assert r["evaluator"] == "faster-coco-eval" and r["eval_s"] > 0 and r["mask_paste"] is None
     assert r["command"].startswith(f"python -m benchmark train --model {MODEL}")
     assert "--worker" not in r["command"] and "--run-id" not in r["command"]
     # the one-line summary, and the run's folder beside the record
@@ -107,6 +109,18 @@ def test_infer_records_latency_accuracy_and_repeats(tmp_path):
     assert {"bbox_ap50", "bbox_ap75"} <= set(r["accuracy"])
     assert r["dataset"]["images"] == 4
     assert "random weights" in done.stdout
+    # requirements-test.txt installs faster-coco-eval; masks off, so no paste to name
+    assert r["evaluator"] == "faster-coco-eval" and r["eval_s"] > 0 and r["mask_paste"] is None
+
+
+def test_infer_without_faster_coco_eval_scores_with_pycocotools(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)
+    results = tmp_path / "results"
+    mask = ["--model", "mask_rcnn_R_18_FPN_quick", *TINY[2:], "--warmup", "0"]
+    assert main(["infer", *mask, "--results", str(results), "TEST.MASK_PASTE", "subpixel"]) == 0
+    r = only_record(results)
+    assert (r["evaluator"], r["mask_paste"]) == ("pycocotools", "subpixel") and r["eval_s"] > 0
+    assert 0 <= r["accuracy"]["segm_ap"] < 0.1
 
 
 def test_unsupported_precision_fails_with_one_message_and_a_record(tmp_path):
@@ -199,3 +213,29 @@ def test_two_cards_on_cpu_run_two_gloo_processes_and_write_one_record(tmp_path):
     per_step = r["throughput_img_s"] * r["step_time_ms"]["mean"] / 1000
     assert 0.75 * r["global_batch"] < per_step <= r["global_batch"] * (1 + 1e-9)
     assert "--cards 2" in r["command"] and "--worker" not in r["command"]
+
+
+def test_train_seeds_records_each_seed_and_the_report_gives_mean_and_spread(tmp_path):
+    results = tmp_path / "results"
+    train = ["train", *TINY, "--batch", "1", "--iters", "2", "--warmup", "0", "--seeds", "3"]
+    assert main([*train, "--results", str(results), "SEED", "4"]) == 0
+    records, problems = read_records([results])
+    assert problems == [] and all(validate(r) == [] for r in records)
+    records.sort(key=lambda r: r["seed"])
+    assert [r["seed"] for r in records] == [4, 5, 6]
+    for r in records:  # each evaluated at its end, and its command repeats that one run
+        assert r["status"] == "ok" and r["evaluator"] == "faster-coco-eval" and r["eval_s"] > 0
+        assert 0 <= r["accuracy"]["bbox_ap"] <= 1 and "bbox_ap50" in r["accuracy"]
+        assert r["command"].endswith(f"--eval-period 2 SEED {r['seed']}")
+        assert "--seeds" not in r["command"]
+    assert len({r["final_loss"] for r in records}) == 3  # the seed reached the model
+
+    report = tmp_path / "report"
+    assert bench("report", "--out", str(report), results=results).returncode == 0
+    text = (report / "REPORT.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith(f"| {MODEL} |")]
+    (acc,) = [line for line in rows if " ± " in line]
+    cells = [c.strip() for c in acc.strip("|").split("|")]
+    aps = [r["accuracy"]["bbox_ap"] for r in records]
+    mean, sd = statistics.mean(aps), statistics.stdev(aps)
+    assert cells[5] == f"{mean:.4g} ± {sd:.2g}" and cells[-1] == "3"

@@ -312,6 +312,9 @@ _C.TEST.EXPECTED_RESULTS_SIGMA_TOL = 4
 # global over all cards
 _C.TEST.IMS_PER_BATCH = 8
 _C.TEST.DETECTIONS_PER_IMG = 100
+# rcnn-bench: how masks are pasted at the original size for COCO scoring: "reference"
+# (maskrcnn-benchmark's integer boxes) or "subpixel" (float box edges); one threshold either way
+_C.TEST.MASK_PASTE = "reference"
 
 _C.TEST.BBOX_AUG = CN()
 _C.TEST.BBOX_AUG.ENABLED = False
@@ -341,6 +344,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "MODEL.ROI_BOX_HEAD.LOSS": ("smooth_l1", "balanced_l1"),
     "MODEL.BFP.REFINE_TYPE": ("non_local", "conv", "none"),
     "SOLVER.WARMUP_METHOD": ("constant", "linear"),
+    "TEST.MASK_PASTE": ("reference", "subpixel"),
 }
 
 # Keys older maskrcnn-benchmark configs used, and where their value goes now.

@@ -294,6 +294,22 @@ class DeviceAdapter:
 
     # -- randomness -------------------------------------------------------------------------
 
+    def profiler_activities(self) -> list[torch.profiler.ProfilerActivity]:
+        """torch.profiler activities that see this backend's work: the host always, and the
+        card's own where this torch's profiler supports it (CUDA, XPU, a renamed PrivateUse1
+        plug-in's); none is claimed for a card the profiler cannot see."""
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if not self.is_accelerator:
+            return activities
+        known = {"cuda": "CUDA", "xpu": "XPU"}
+        card = known.get(self.name) or (
+            "PrivateUse1" if self.name == compat.privateuse1_name() else None
+        )
+        activity = getattr(torch.profiler.ProfilerActivity, card or "", None)
+        if activity is not None and activity in torch.profiler.supported_activities():
+            activities.append(activity)
+        return activities
+
     def manual_seed(self, seed: int) -> None:
         torch.manual_seed(seed)
         self._first(

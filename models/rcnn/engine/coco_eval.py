@@ -1,15 +1,17 @@
-"""COCO evaluation of per-image predictions with pycocotools.
+"""COCO evaluation of per-image predictions, with faster-coco-eval when installed, else pycocotools.
 
 Predictions are BoxLists in the network's input size. Each image's is turned, as soon as it is
 made, into a compact ImageResult at the original size: xywh boxes with the legacy +1 width, json
-category ids, and the mask head's M x M probabilities pasted at the original size and
-RLE-encoded (maskrcnn-benchmark pastes there too, once). They are scored with COCOeval; the
-12-number summary is printed as pycocotools prints it.
+category ids, and masks pasted and RLE-encoded at the original size as maskrcnn-benchmark does
+(boxes resized to the image first, each M x M probability map pasted into its box, one
+threshold). Both evaluators give the same numbers; the 12-number summary is logged as
+pycocotools prints it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
 import logging
@@ -21,7 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rcnn.modeling.roi_heads.mask_head.inference import paste_masks_in_image
+from rcnn.modeling.roi_heads.mask_head.inference import (
+    paste_masks_in_image,
+    paste_masks_subpixel,
+)
 from rcnn.structures.bounding_box import BoxList
 
 STAT_NAMES = (
@@ -39,7 +44,16 @@ STAT_NAMES = (
     "ar_l",
 )
 
+# reference: maskrcnn-benchmark's integer-box paste; subpixel: float box edges (detectron2's)
+MASK_PASTES = ("reference", "subpixel")
+EVALUATORS = ("faster-coco-eval", "pycocotools")
+
 logger = logging.getLogger("rcnn.eval")
+
+
+def default_evaluator() -> str:
+    """faster-coco-eval when it is installed (the `fast-eval` extra), else pycocotools."""
+    return EVALUATORS[0] if importlib.util.find_spec("faster_coco_eval") else EVALUATORS[1]
 
 
 @dataclass
@@ -55,7 +69,12 @@ class ImageResult:
 
 
 def image_result(
-    idx: int, pred: BoxList, dataset, mask_threshold: float = 0.5, mask_chunk: int = 8
+    idx: int,
+    pred: BoxList,
+    dataset,
+    mask_threshold: float = 0.5,
+    mask_chunk: int = 8,
+    mask_paste: str = "reference",
 ) -> ImageResult:
     """Dataset image `idx`'s prediction (at network input size) as an ImageResult, its masks
     as RLEs at the original size (see `mask_rles`); no full-size mask outlives this call."""
@@ -70,7 +89,7 @@ def image_result(
         pred, json_ids = pred[known], json_ids[known]
     rles = None
     if pred.has_field("mask"):
-        rles = mask_rles(pred, height, width, mask_threshold, mask_chunk)
+        rles = mask_rles(pred, height, width, mask_threshold, mask_chunk, mask_paste)
     pred = pred.resize((width, height))
     return ImageResult(
         image_id=int(dataset.id_to_img_map[idx]),
@@ -91,42 +110,53 @@ def _json_ids(labels: torch.Tensor, to_json: dict[int, int]) -> torch.Tensor:
 
 
 def mask_rles(
-    pred: BoxList, height: int, width: int, threshold: float = 0.5, chunk: int = 8
+    pred: BoxList,
+    height: int,
+    width: int,
+    threshold: float = 0.5,
+    chunk: int = 8,
+    paste: str = "reference",
 ) -> list[dict]:
     """COCO RLEs, at image size (height, width), of a prediction's masks at network input
-    size. M x M probabilities are pasted into their boxes at the input size, as the model's
-    POSTPROCESS_MASKS does, then brought to the image size: pasting straight at a smaller
-    original size truncates boxes to coarser pixels and cost the quick config 0.05 segm AP.
-    `chunk` detections are pasted, resized and encoded at a time, so memory stays bounded."""
-    masks, boxes = pred.get_field("mask"), pred.convert("xyxy").bbox
-    in_width, in_height = pred.size
+    size. As maskrcnn-benchmark scores them: the boxes are resized to the image size first,
+    then each M x M probability map is pasted into its box there and thresholded once (`paste`
+    "subpixel" keeps the box edges in float). Masks the model already pasted at its input size
+    (POSTPROCESS_MASKS) can only be resized. `chunk` detections are pasted and encoded at a
+    time, so memory stays bounded."""
+    if paste not in MASK_PASTES:
+        raise ValueError(f"mask paste must be one of {', '.join(MASK_PASTES)}, got {paste!r}")
+    masks = pred.get_field("mask")
+    boxes = pred.resize((width, height)).convert("xyxy").bbox
     return [
         rle
         for first in range(0, len(pred), chunk)
         for rle in _encode(
-            _at_size(
-                _full_image_masks(
-                    masks[first : first + chunk],
-                    boxes[first : first + chunk],
-                    in_height,
-                    in_width,
-                    threshold,
-                ),
+            _full_image_masks(
+                masks[first : first + chunk],
+                boxes[first : first + chunk],
                 height,
                 width,
+                threshold,
+                paste,
             )
         )
     ]
 
 
 def _full_image_masks(
-    masks: torch.Tensor, boxes: torch.Tensor, height: int, width: int, threshold: float
+    masks: torch.Tensor,
+    boxes: torch.Tensor,
+    height: int,
+    width: int,
+    threshold: float,
+    paste: str,
 ) -> torch.Tensor:
-    """uint8 [N, 1, height, width]: probabilities pasted into their boxes; masks the model
-    already pasted (POSTPROCESS_MASKS) pass through."""
-    if masks.is_floating_point():
-        return paste_masks_in_image(masks, boxes, height, width, threshold, padding=1)
-    return masks.to(torch.uint8)
+    """uint8 [N, 1, height, width]: probabilities pasted into their (image-size) boxes."""
+    if not masks.is_floating_point():  # already binary at the input size: a resize is all left
+        return _at_size(masks.to(torch.uint8), height, width)
+    if paste == "subpixel":
+        return paste_masks_subpixel(masks, boxes, height, width, threshold)
+    return paste_masks_in_image(masks, boxes, height, width, threshold, padding=1)
 
 
 def _at_size(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -165,20 +195,33 @@ def to_coco(results: Iterable[ImageResult], iou_type: str) -> list[dict]:
     return entries
 
 
-def evaluate_coco(coco_gt, results: list[dict], iou_type: str) -> tuple[dict[str, float], str]:
-    """Run COCOeval; return the 12 stats by name and the printed summary text."""
-    from pycocotools.cocoeval import COCOeval
-
+def evaluate_coco(
+    coco_gt, results: list[dict], iou_type: str, evaluator: str | None = None
+) -> tuple[dict[str, float], str]:
+    """Run COCOeval (`evaluator`, default: `default_evaluator()`); return the 12 stats by name
+    and the printed summary text. The loaders add fields to `results`' entries."""
+    evaluator = evaluator or default_evaluator()
+    if evaluator not in EVALUATORS:
+        raise ValueError(f"evaluator must be one of {', '.join(EVALUATORS)}, got {evaluator!r}")
     if not results:  # COCO.loadRes refuses an empty list; an empty result scores zero
         return dict.fromkeys(STAT_NAMES, 0.0), f"{iou_type}: no detections"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval(coco_gt, coco_dt, iou_type)
+        if evaluator == "faster-coco-eval":
+            from faster_coco_eval import COCO, COCOeval_faster
+
+            gt = COCO(coco_gt.dataset)
+            ev = COCOeval_faster(gt, gt.loadRes(results), iou_type, print_function=print)
+        else:
+            from pycocotools.cocoeval import COCOeval
+
+            ev = COCOeval(coco_gt, coco_gt.loadRes(results), iou_type)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return {n: float(v) for n, v in zip(STAT_NAMES, ev.stats, strict=True)}, buf.getvalue()
+    # faster-coco-eval appends more stats (AR at 0.5, 0.75) after pycocotools' twelve
+    stats = list(ev.stats)[: len(STAT_NAMES)]
+    return {n: float(v) for n, v in zip(STAT_NAMES, stats, strict=True)}, buf.getvalue()
 
 
 def evaluate_predictions(
@@ -186,10 +229,11 @@ def evaluate_predictions(
     dataset,
     iou_types: tuple[str, ...] = ("bbox",),
     output_dir: str | Path | None = None,
+    evaluator: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score BoxList predictions (by dataset index) with the dataset's COCO ground truth."""
     results = {idx: image_result(idx, pred, dataset) for idx, pred in predictions.items()}
-    return evaluate_results(results, dataset, iou_types, output_dir)
+    return evaluate_results(results, dataset, iou_types, output_dir, evaluator)
 
 
 def evaluate_results(
@@ -197,6 +241,7 @@ def evaluate_results(
     dataset,
     iou_types: tuple[str, ...] = ("bbox",),
     output_dir: str | Path | None = None,
+    evaluator: str | None = None,
 ) -> dict[str, dict[str, float]]:
     """Score ImageResults (by dataset index) with COCO ground truth; save the results json."""
     scores = {}
@@ -206,7 +251,7 @@ def evaluate_results(
             path = Path(output_dir) / f"{iou_type}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(entries))
-        stats, summary = evaluate_coco(dataset.coco, entries, iou_type)
+        stats, summary = evaluate_coco(dataset.coco, entries, iou_type, evaluator)
         logger.info("Evaluate annotation type *%s*\n%s", iou_type, summary.rstrip())
         scores[iou_type] = stats
     return scores

@@ -114,10 +114,11 @@ def inference(
     precision: str = "fp32",
     iou_types: tuple[str, ...] = ("bbox",),
     output_dir: str | Path | None = None,
+    mask_paste: str = "reference",
 ) -> dict[str, dict[str, float]] | None:
     """Evaluate a model on a dataset; returns {iou_type: stats} on rank 0, None elsewhere."""
     start = time.perf_counter()
-    convert = functools.partial(image_result, dataset=dataset)
+    convert = functools.partial(image_result, dataset=dataset, mask_paste=mask_paste)
     local = compute_on_dataset(
         model, data_loader, adapter, index, precision, prefetch=True, convert=convert
     )

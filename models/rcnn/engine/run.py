@@ -141,6 +141,8 @@ class EvalHook:
         self.start = time.perf_counter()
         self.history: list[tuple[int, float]] = []
         self.time_to_accuracy_s: float | None = None
+        self.eval_s = 0.0  # every evaluation's wall time, inference included
+        self.scores: dict[str, dict[str, float]] | None = None  # the last evaluation's, rank 0
 
     def due(self, iteration: int) -> bool:
         """Whether this hook evaluates after `iteration`."""
@@ -149,7 +151,10 @@ class EvalHook:
     def __call__(self, trainer: Trainer, step: StepResult) -> bool:
         if not self.due(step.iteration):
             return False
+        start = time.perf_counter()
         scores = evaluate(self.session, trainer.model)
+        self.eval_s += time.perf_counter() - start
+        self.scores = scores
         ap = scores.get("bbox", {}).get("ap", 0.0) if scores else 0.0
         self.history.append((step.iteration, ap))
         reached = comm.all_gather_objects(bool(self.target_ap and ap >= self.target_ap))[0]
@@ -271,4 +276,5 @@ def evaluate(session: Session, model: torch.nn.Module) -> dict[str, dict[str, fl
         session.precision,
         iou_types(cfg),
         out,
+        cfg.TEST.MASK_PASTE,
     )

@@ -14,6 +14,7 @@ raises KernelUnavailableError naming the op, the device and why.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,7 +155,14 @@ def implementation(name: str, device: torch.device) -> Callable:
             "(neither the device's kernel nor the native op runs there)"
         )
     _used.setdefault(op, set()).add(choice.impl)
-    return getattr(load_kernels() if choice.impl == "kernel" else native, name)
+    kernel = getattr(load_kernels() if choice.impl == "kernel" else native, name)
+    return functools.partial(_labelled, f"rcnn::{name}", kernel)
+
+
+def _labelled(label: str, fn: Callable, *args, **kwargs):
+    """`fn` under a profiler label: `benchmark profile` finds a native op's many small ops."""
+    with torch.profiler.record_function(label):
+        return fn(*args, **kwargs)
 
 
 def _canonical(device: torch.device | str) -> torch.device:

@@ -99,6 +99,14 @@ def _paste_chunk(
     canvas.index_copy_(0, (start + cols).view(-1), bits.view(-1))
 
 
+def _empty_masks(masks: torch.Tensor, height: int, width: int, threshold: float) -> torch.Tensor:
+    """The uint8 [N, 1, height, width] canvas a paste fills; a negative threshold is refused
+    (it would turn the pixels outside every box on)."""
+    if threshold < 0:
+        raise ValueError(f"mask threshold must be >= 0, got {threshold}")
+    return torch.zeros((masks.shape[0], 1, height, width), dtype=torch.uint8, device=masks.device)
+
+
 def paste_masks_in_image(
     masks: torch.Tensor,
     boxes: torch.Tensor,
@@ -114,10 +122,8 @@ def paste_masks_in_image(
     Detections go in chunks of at most `max_chunk`, and of at most `chunk_elements` window
     pixels, so temporary memory stays bounded (about 70 MB) whatever the boxes.
     """
-    if threshold < 0:
-        raise ValueError(f"mask threshold must be >= 0, got {threshold}")
+    result = _empty_masks(masks, height, width, threshold)
     n = masks.shape[0]
-    result = torch.zeros((n, 1, height, width), dtype=torch.uint8, device=masks.device)
     if n == 0:
         return result
     m = masks.shape[-1]
@@ -144,6 +150,50 @@ def paste_masks_in_image(
     canvas = result.view(-1)
     for idx in order.split(per_chunk):
         _paste_chunk(canvas, padded[idx], idx, box[idx], crop[idx], height, width, threshold)
+    return result
+
+
+def paste_masks_subpixel(
+    masks: torch.Tensor,
+    boxes: torch.Tensor,
+    height: int,
+    width: int,
+    threshold: float = 0.5,
+    chunk_elements: int = 1 << 22,
+) -> torch.Tensor:
+    """Masks [N, 1, M, M] (probabilities) in boxes [N, 4] (xyxy, legacy +1 extent) -> uint8
+    [N, 1, height, width], sampled at each pixel centre from the box's float edges.
+
+    detectron2's grid-sample paste: no box is rounded to whole pixels (which at a small image
+    size moves mask edges by up to a pixel), and outside the M x M map the probability fades to
+    0 as in the reference's one-pixel zero padding. Still one threshold.
+    """
+    result = _empty_masks(masks, height, width, threshold)
+    n = masks.shape[0]
+    if n == 0:
+        return result
+    boxes = boxes.float()
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = boxes[:, 2] + TO_REMOVE, boxes[:, 3] + TO_REMOVE
+    xs = torch.arange(width, device=masks.device, dtype=torch.float32) + 0.5
+    ys = torch.arange(height, device=masks.device, dtype=torch.float32) + 0.5
+    # grid_sample's [-1, 1] spans the box's edges; align_corners=False puts the map's pixel
+    # centres where the reference's resize puts them
+    gx = (xs[None] - x0[:, None]) / (x1 - x0).clamp(min=1e-6)[:, None] * 2 - 1
+    gy = (ys[None] - y0[:, None]) / (y1 - y0).clamp(min=1e-6)[:, None] * 2 - 1
+    per_chunk = max(1, chunk_elements // (height * width))
+    for first in range(0, n, per_chunk):
+        part = slice(first, first + per_chunk)
+        c = gx[part].shape[0]
+        grid = torch.stack(
+            (
+                gx[part][:, None, :].expand(c, height, width),
+                gy[part][:, :, None].expand(c, height, width),
+            ),
+            dim=-1,
+        )
+        sampled = F.grid_sample(masks[part].float(), grid, align_corners=False)
+        result[part] = torch.gt(sampled, threshold).to(torch.uint8)
     return result
 
 
