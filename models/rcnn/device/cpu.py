@@ -38,7 +38,7 @@ def onednn_has_bf16() -> bool | None:
         return None
 
 
-# measured: quick R-18 training step, 2 images of 320x480, torch 2.14.1 on a 2-core AVX2 EPYC
+# the slowdown it names is measured on one host: README, "Other measurements on this CPU"
 SLOW_BF16 = (
     "cpu: this CPU has no oneDNN bf16 kernels (they need AVX-512 or AMX), so bf16 convolutions "
     "run on torch's reference path: far slower than fp32 (a training step took 12x as long on "
@@ -52,10 +52,9 @@ class CpuAdapter(DeviceAdapter):
     is_accelerator = False
     peak_memory_kind = "process_rss"
     compile_backend = "inductor"
-    # Native / kernel time with `benchmark ops` on a 2-core AVX2 EPYC, torchvision 0.29:
-    # roi_align FPN box head 0.28-0.36 (forward+backward 0.28), P2 0.69-0.77, C4 adaptive
-    # 1.02; roi_pool 0.54. nms stays on the kernel (native 1.4-1.7). On R-50-FPN inference in
-    # channels-last, ours / torchvision went from 1.30 to 1.72 (compare, 5 repeats).
+    # The ops `benchmark ops` measured faster in their native form than torchvision's kernel
+    # on the CPU; nms measured slower natively and stays on the kernel. The numbers, and
+    # what they did to `compare`, are in the README ("Other measurements on this CPU").
     native_ops = frozenset({"roi_align", "roi_pool"})
 
     def unavailable_reason(self) -> str | None:
