@@ -1,16 +1,20 @@
-"""Each detector learns from scratch on synthetic shapes, on the CPU, in about a minute.
+"""Each detector learns from scratch on synthetic shapes, on the CPU.
 
-Recipe (measured on this 2-core CPU): 128 train / 32 val images of 128x128, 300 iterations of
-4 images, lr 0.01 with 50 warm-up iterations and a x0.1 step at 240. An untrained model scores
-bbox AP 0.000 on this val set; the bars below are about half of what each config reached.
+Recipe: 128 train / 32 val images of 128x128, 150 iterations of 4 images, lr 0.01 with 25
+warm-up iterations and a x0.1 step at 120, half the iterations of the recipe before it. An
+untrained model scores AP 0.000 on this val set; a bar sits below the APs measured for its
+config, far above zero. The measured APs are in the README ("Test-suite measurements"); where a
+config has fewer seeds there, its bar leans on faster's and on the old recipe's ranking (mask and
+libra above faster).
 
 Mask R-CNN is tested at 160 pixels, not at the images' 128, so its masks are brought back to
-the original size; its segm AP is scored twice: masks pasted in the evaluator (the default)
-and in the model (POSTPROCESS_MASKS, how every mask was pasted before issue 13).
+the original size before scoring. Where the masks are pasted (evaluator or model) is
+tests/modeling/test_mask_head.py's to check, in seconds.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,17 +22,17 @@ import pytest
 from rcnn.config import DatasetCatalog, load_config
 from rcnn.data.synthetic import SyntheticSpec, ann_file, generate, img_dir
 from rcnn.engine.run import evaluate, start_session, train
-from rcnn.modeling.roi_heads.mask_head.inference import Masker
 
 QUICK = Path(__file__).resolve().parents[2] / "models/configs/quick"
 
-# config -> (iou type, metric, bar). Measured: faster bbox 0.264, libra bbox 0.277,
-# mask bbox 0.280 / segm 0.306 (tested at 128).
+# config -> (iou type, bar on its AP)
 CASES = {
-    "faster_rcnn_R_18_FPN_quick": ("bbox", "ap", 0.15),
-    "mask_rcnn_R_18_FPN_quick": ("segm", "ap", 0.15),
-    "libra_faster_rcnn_R_18_FPN_quick": ("bbox", "ap", 0.15),
+    "faster_rcnn_R_18_FPN_quick": ("bbox", 0.08),
+    "mask_rcnn_R_18_FPN_quick": ("segm", 0.08),
+    "libra_faster_rcnn_R_18_FPN_quick": ("bbox", 0.08),
 }
+# how far bf16 inference of the trained faster model may move its bbox AP from fp32's
+BF16_AP_DELTA = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,7 @@ def shapes(tmp_path_factory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(CASES))
 def test_trains_from_scratch_to_a_useful_ap(shapes, config, tmp_path):
-    iou_type, metric, bar = CASES[config]
+    iou_type, bar = CASES[config]
     test_size = "160" if config.startswith("mask") else "128"
     cfg = load_config(
         str(QUICK / f"{config}.yaml"),
@@ -70,13 +74,13 @@ def test_trains_from_scratch_to_a_useful_ap(shapes, config, tmp_path):
             "INPUT.MAX_SIZE_TEST",
             test_size,
             "SOLVER.MAX_ITER",
-            "300",
+            "150",
             "SOLVER.STEPS",
-            "(240,)",
+            "(120,)",
             "SOLVER.BASE_LR",
             "0.01",
             "SOLVER.WARMUP_ITERS",
-            "50",
+            "25",
             "SOLVER.IMS_PER_BATCH",
             "4",
             "SOLVER.CHECKPOINT_PERIOD",
@@ -89,10 +93,8 @@ def test_trains_from_scratch_to_a_useful_ap(shapes, config, tmp_path):
     trainer, _ = train(session, resume=False)
     scores = evaluate(session, trainer.model)
     print(config, {k: round(v["ap"], 4) for k, v in scores.items()})
-    assert scores[iou_type][metric] >= bar, scores
-    if cfg.MODEL.MASK_ON:  # the same model with full-image masks pasted inside it
-        threshold = cfg.MODEL.ROI_MASK_HEAD.POSTPROCESS_MASKS_THRESHOLD
-        trainer.model.roi_heads["mask"].post_processor.masker = Masker(threshold, padding=1)
-        in_model = evaluate(session, trainer.model)
-        print(config, "pasted in the model:", round(in_model["segm"]["ap"], 4))
-        assert abs(in_model["segm"]["ap"] - scores["segm"]["ap"]) <= 0.005, (in_model, scores)
+    assert scores[iou_type]["ap"] >= bar, scores
+    if config.startswith("faster"):  # the trained model's AP holds in bf16 inference
+        bf16 = evaluate(dataclasses.replace(session, precision="bf16"), trainer.model)
+        print(config, "in bf16:", round(bf16["bbox"]["ap"], 4))
+        assert bf16["bbox"]["ap"] == pytest.approx(scores["bbox"]["ap"], abs=BF16_AP_DELTA)
