@@ -152,7 +152,7 @@ class _Identity(TypedDict):
 
 
 class Record(_Identity, total=False):
-    """One run. Optional fields may be absent or null; see DESIGN.md "The result record"."""
+    """One run. Optional fields may be absent or null; see docs/ARCHITECTURE.md "The record"."""
 
     error: str | None  # why a run is not ok (failed, nan, oom, skipped)
     compile: bool | None  # the backbone ran torch.compile'd (MODEL.COMPILE)

@@ -98,12 +98,14 @@ def test_two_process_ddp_matches_one_process(tiny_set, overrides, tmp_path):
     assert ranks_differ(params) == []
     a, b = read_losses(tmp_path / "one.jsonl"), read_losses(tmp_path / "two.jsonl")
     assert sorted(a) == sorted(b) == [1, 2, 3, 4]
+    # The RPN's losses follow the one-process run closely: DDP's averaged gradients moved the
+    # weights as one process's batch gradient does. A gradient summed instead of averaged
+    # (twice the step) moves them apart by several times this bound from iteration 3 on. The
+    # box head's losses are not compared: each rank samples its own ROIs, so they part by tens
+    # of percent whatever DDP does (measured differences: README, "Test-suite measurements").
     for it in a:
-        total_a, total_b = sum(a[it].values()), sum(b[it].values())
-        # Tolerance: mrcnn normalises each loss over the batch's sampled anchors/ROIs, while
-        # DDP averages per-rank (per-image) losses, and each rank's sampler draws its own
-        # random subset; measured differences stay well under 10% on this set.
-        assert total_b == pytest.approx(total_a, rel=0.10), (it, a[it], b[it])
+        for name in ("loss_objectness", "loss_rpn_box_reg"):
+            assert b[it][name] == pytest.approx(a[it][name], rel=3e-3), (it, name, a[it], b[it])
 
 
 def test_ddp_check_sees_a_broken_gradient_allreduce(tiny_set, overrides, tmp_path):

@@ -59,7 +59,7 @@ def test_compiled_backbone_gives_eager_detections(images):
     assert reason == "inductor"
     eager = _detections([], images)
     # aot_eager traces and partitions the graph as inductor does but skips its C++ codegen,
-    # which takes minutes on a busy 2-core host (inductor itself passed this check: 14 min).
+    # which takes minutes on a busy host (inductor passed this check too: README, test-suite table).
     compiled = _detections(["MODEL.COMPILE", "True"], images, "aot_eager")
     _assert_same(eager, compiled)
     state = build_detection_model(load_config(QUICK, ["MODEL.COMPILE", "True"])).state_dict()

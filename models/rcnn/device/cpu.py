@@ -37,7 +37,7 @@ def onednn_has_bf16() -> bool | None:
         return None
 
 
-# said in the record: such a CPU's bf16 numbers measure torch's reference path
+# the slowdown it names is measured on one host: README, "Other measurements on this CPU"
 SLOW_BF16 = (
     "cpu: this CPU has no oneDNN bf16 kernels (they need AVX-512 or AMX), so bf16 convolutions "
     "run on torch's reference path: far slower than fp32 (a training step took 12x as long on "
@@ -51,8 +51,9 @@ class CpuAdapter(DeviceAdapter):
     is_accelerator = False
     peak_memory_kind = "process_rss"
     compile_backend = "inductor"
-    # `benchmark ops` measured these faster natively than torchvision's CPU kernels, nms not
-    # (the README's ops table has the numbers, host and date)
+    # The ops `benchmark ops` measured faster in their native form than torchvision's kernel
+    # on the CPU; nms measured slower natively and stays on the kernel. The numbers, and
+    # what they did to `compare`, are in the README ("Other measurements on this CPU").
     native_ops = frozenset({"roi_align", "roi_pool"})
 
     def unavailable_reason(self) -> str | None:
