@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmark.__main__ import main
 from benchmark.impls import model_config
@@ -107,6 +108,32 @@ def test_infer_records_latency_accuracy_and_repeats(tmp_path):
     assert {"bbox_ap50", "bbox_ap75"} <= set(r["accuracy"])
     assert r["dataset"]["images"] == 4
     assert "random weights" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [([], True), (["--channels-last", "off"], False), (["--channels-last"], True)],
+)
+def test_infer_runs_the_adapters_fast_layout_unless_told(tmp_path, monkeypatch, flags, expected):
+    from rcnn.modeling.detector.generalized_rcnn import GeneralizedRCNN
+
+    seen = []  # the memory format of the first convolution's weight at each forward
+    forward = GeneralizedRCNN.forward
+
+    def recording(self, *args, **kwargs):
+        weight = next(m.weight for m in self.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+        seen.append(weight.is_contiguous(memory_format=torch.channels_last))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(GeneralizedRCNN, "forward", recording)
+    results = tmp_path / "results"
+    argv = ["infer", *TINY, "--batch", "2", "--warmup", "1", *flags, "--results", str(results)]
+    assert main(argv) == 0
+    r = only_record(results)
+    assert seen and set(seen) == {expected} and r["channels_last"] is expected
+    # the command a user reruns keeps the layout asked for, in the one spelling
+    asked = f"--channels-last {'on' if expected else 'off'}"
+    assert (asked in r["command"]) is (flags != [])
 
 
 def test_unsupported_precision_fails_with_one_message_and_a_record(tmp_path):

@@ -56,6 +56,9 @@ class CpuAdapter(DeviceAdapter):
     # 1.02; roi_pool 0.54. nms stays on the kernel (native 1.4-1.7). On R-50-FPN inference in
     # channels-last, ours / torchvision went from 1.30 to 1.72 (compare, 5 repeats).
     native_ops = frozenset({"roi_align", "roi_pool"})
+    # oneDNN convolutions run faster in NHWC; the README's compare table has the inference
+    # measurement. Training stays NCHW until a measurement says otherwise (README).
+    channels_last_modes = frozenset({"infer"})
 
     def unavailable_reason(self) -> str | None:
         return None
