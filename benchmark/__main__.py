@@ -14,7 +14,18 @@ from benchmark.errors import USER_ERRORS
 from rcnn.errors import interrupted_line, one_line, unexpected_message
 from rcnn.utils.signals import stop_signals_interrupt
 
-VERBS = ("devices", "ops", "data", "train", "infer", "sweep", "verify", "compare", "report")
+VERBS = (
+    "devices",
+    "ops",
+    "data",
+    "train",
+    "infer",
+    "sweep",
+    "verify",
+    "compare",
+    "report",
+    "overhead",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
