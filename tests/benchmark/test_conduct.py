@@ -16,6 +16,8 @@ from benchmark.record import read_records
 
 pytestmark = pytest.mark.strictdev
 ROOT = Path(__file__).resolve().parents[2]
+MODEL_READS_PER_BATCH = 7  # inference, on the strict device's native ops
+MODEL_READS_PER_STEP = 5  # training, batch 1
 TINY = ["--model", "faster_rcnn_R_18_FPN_quick", "--device", "strict", "--size", "64x64"]
 
 
@@ -52,6 +54,9 @@ def test_a_training_step_reads_once_and_its_batches_are_pinned_non_blocking(tmp_
     assert c["iterations"] == iters and device["d2h"] == c["host_reads"]
     assert device["synchronize"] == 2 * iters + c["syncs"]
     assert harness_reads(c) == iters  # the losses, once per step
+    # the model's own: the native ops this device runs (roi_align's window groups 2, batched
+    # NMS's group bounds 2) and the RPN's split of proposals per image 1
+    assert c["model_host_reads"] == MODEL_READS_PER_STEP * iters
     # every batch copy in the window pinned and non-blocking (the adapter pins on this device)
     assert c["h2d_copies"] > 0
     assert device["h2d_pinned"] == c["h2d_pinned"] == c["h2d_copies"]
@@ -79,3 +84,8 @@ def test_inference_reads_once_per_batch(tmp_path):
     c = r["conduct"]
     assert device["d2h"] == c["host_reads"]
     assert harness_reads(c) == 2  # two batches of two images, each brought back in one copy
+    # and the model's own, a fixed number per batch whatever its images: the native ops this
+    # device runs (roi_align's window groups 2, batched NMS's group bounds 3 over two NMS
+    # calls), the RPN's and the box head's splits of their results per image, 1 each
+    assert c["model_host_reads"] == MODEL_READS_PER_BATCH * 2
+    assert c["host_reads"] + c["syncs"] == (1 + MODEL_READS_PER_BATCH) * 2
