@@ -50,6 +50,9 @@ def _by_model(frame: FrameType | None) -> bool:
     which a device's read method may pass through) is the model's."""
     while frame is not None:
         path = frame.f_code.co_filename
+        if path == __file__:  # this module's own wrappers
+            frame = frame.f_back
+            continue
         if path.startswith(MODEL_CODE):
             return True
         if path.startswith(HARNESS_CODE):
@@ -107,6 +110,7 @@ class ConductCounter:
         self._open = False
         self._graphs = 0
         self._saved: dict[str, Any] = {}
+        self._inherited: set[str] = set()  # methods torch.Tensor takes from its C base class
         self._cards: set[int] = set()
         # the timer's boundaries call this, never the counted one
         self.synchronize: Callable[[], None] = lambda sync=adapter.synchronize: sync(index)
@@ -114,7 +118,7 @@ class ConductCounter:
     def _read(self, tensor: torch.Tensor) -> None:
         if self.active and tensor.device.type == self.device.type:
             self.counts.host_reads += 1
-            self.counts.model_host_reads += _by_model(sys._getframe(2))
+            self.counts.model_host_reads += _by_model(sys._getframe(1))
 
     def open(self, model: torch.nn.Module | None = None) -> None:
         """The window opens: patch the host-read methods and the adapter's synchronize."""
@@ -122,10 +126,11 @@ class ConductCounter:
             return
         self._open = True
         self._graphs = compiled_graphs()
-        if model is not None:
-            self._cards |= {p.device.index or 0 for p in model.parameters()}
+        self.uses(model)
         for name in (*READS, "to", "__getitem__"):
             self._saved[name] = getattr(torch.Tensor, name)
+            if name not in vars(torch.Tensor):
+                self._inherited.add(name)
             setattr(torch.Tensor, name, self._counted(name, self._saved[name]))
         sync = self.adapter.synchronize
 
@@ -144,14 +149,18 @@ class ConductCounter:
             read_from = _scalar_index(args[0]) if name == "__getitem__" else tensor
             if read_from is None or self._reading:
                 return method(tensor, *args, **kwargs)
-            self._read(read_from)
-            self._reading = True
-            try:
-                return method(tensor, *args, **kwargs)
-            finally:
-                self._reading = False
+            return self._read_once(read_from, method, tensor, args, kwargs)
 
         return read
+
+    def _read_once(self, read_from: torch.Tensor, method: Callable, tensor, args, kwargs):
+        """Count one read of `read_from`, then call the method; reads inside it are its own."""
+        self._read(read_from)
+        self._reading = True
+        try:
+            return method(tensor, *args, **kwargs)
+        finally:
+            self._reading = False
 
     def _moved(self, to: Callable, tensor: torch.Tensor, args: tuple, kwargs: dict):
         """`tensor.to(...)`: a read when a card's tensor goes to the host, a counted copy when a
@@ -164,17 +173,17 @@ class ConductCounter:
         ):
             return to(tensor, *args, **kwargs)
         if target.type == "cpu":
-            self._read(tensor)
-            self._reading = True
-            try:
-                return to(tensor, *args, **kwargs)
-            finally:
-                self._reading = False
+            return self._read_once(tensor, to, tensor, args, kwargs)
         self._cards.add(target.index if target.index is not None else self.own_card)
         self.counts.h2d_copies += 1
         self.counts.h2d_pinned += tensor.is_pinned()
         self.counts.h2d_non_blocking += bool(kwargs.get("non_blocking", False))
         return to(tensor, *args, **kwargs)
+
+    def uses(self, model: torch.nn.Module | None) -> None:
+        """The cards `model`'s parameters are on count as touched."""
+        if model is not None:
+            self._cards |= {p.device.index or 0 for p in model.parameters()}
 
     @property
     def is_open(self) -> bool:
@@ -184,7 +193,10 @@ class ConductCounter:
         """The window closed after `iterations` measured iterations: restore, return counts."""
         if self._open:
             for name, method in self._saved.items():
-                setattr(torch.Tensor, name, method)
+                if name in self._inherited:  # leave torch.Tensor's own dict as it was
+                    delattr(torch.Tensor, name)
+                else:
+                    setattr(torch.Tensor, name, method)
             vars(self.adapter).pop("synchronize", None)
             self.counts.recompiles = compiled_graphs() - self._graphs
             self._open = False

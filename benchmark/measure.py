@@ -444,6 +444,7 @@ class TimedRun:
         """Train over the whole run; returns the last losses read (sum), empty when none was.
         With sync 'window' the trainer reads and reduces its losses only at log periods."""
         self._model = trainer.model
+        self.conduct.uses(self._model)  # a window without warm-up opened before the model came
         self.log_period = trainer.log_period
         trainer.loss_period = trainer.log_period if self.sync == "window" else 1
         last: list[float] = []
@@ -481,6 +482,7 @@ class TimedRun:
         """Predictions of the measured batches by dataset index (`convert` runs paused), then
         the compute-only pass."""
         self._model = model
+        self.conduct.uses(self._model)  # a window without warm-up opened before the model came
         results = compute_on_dataset(
             model,
             self.batches(itertools.islice(loader, self.timers.total)),

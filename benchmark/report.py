@@ -253,6 +253,9 @@ def verify_table(df: pd.DataFrame) -> pd.DataFrame:
     return _order(table, ["model", "device_name", "precision"]).rename(columns=LABELS)
 
 
+# one train or infer cell, as the conduct and throughput tables show it
+RUN_CELL = ["mode", "model", "impl", "device_name", "workload", "cards", "precision"]
+RUN_CELL.append("batch_per_card")
 THROUGHPUTS = {
     "throughput_whole_img_s": "whole",
     "throughput_img_s": "train_only (window)",
@@ -261,16 +264,20 @@ THROUGHPUTS = {
 }
 
 
+def _ok_with(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The ok records that have `column` (older records may lack it)."""
+    if column not in df:
+        return df.iloc[0:0]
+    return df[(df["status"] == "ok") & df[column].notna()]
+
+
 def throughputs_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per train/infer cell, medians of the three throughputs side by side (FlagPerf's whole,
     train-only and compute-only) and the data-bound share 1 - train_only / compute_only."""
-    if "throughput_compute_only_img_s" not in df:
-        return pd.DataFrame()
-    runs = df[(df["status"] == "ok") & df["throughput_compute_only_img_s"].notna()]
+    runs = _ok_with(df, "throughput_compute_only_img_s")
     if runs.empty:
         return pd.DataFrame()
-    keys = ["mode", "model", "impl", "device_name", "workload", "cards", "precision"]
-    keys.append("batch_per_card")
+    keys = RUN_CELL
     cols = list(THROUGHPUTS)
     runs = runs.assign(**{c: pd.to_numeric(runs[c], errors="coerce") for c in cols})
     table = runs.groupby(keys)[cols].median()
@@ -285,13 +292,10 @@ def conduct_table(df: pd.DataFrame) -> pd.DataFrame:
     """Per train/infer cell: host reads per iteration (the model's among them), pinned batch
     copies, recompilations in the window, the cards each rank touched, and every budget a run
     of the cell broke (benchmark.conduct)."""
-    if "conduct.iterations" not in df:
-        return pd.DataFrame()
-    runs = df[(df["status"] == "ok") & df["conduct.iterations"].notna()]
+    runs = _ok_with(df, "conduct.iterations")
     if runs.empty:
         return pd.DataFrame()
-    keys = ["mode", "model", "impl", "device_name", "workload", "cards", "precision"]
-    keys.append("batch_per_card")
+    keys = RUN_CELL
     runs = runs.assign(
         model_reads=runs["conduct.model_host_reads"] / runs["conduct.iterations"],
         cards_touched=[_text(c) for c in runs["conduct.cards_touched"]],

@@ -7,6 +7,7 @@ record itself and the summary line are written by `launch.execute`, for both ali
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -20,21 +21,29 @@ from rcnn.engine.precision_check import ConvDtypeProbe
 from rcnn.layers import kernels_used, preflight
 
 
+@dataclass
+class Run:
+    """What a measured run's ending needs to know besides its numbers."""
+
+    workload: Workload
+    args: argparse.Namespace
+    adapter: DeviceAdapter
+    index: int
+
+
 def record_fields(
+    run: Run,
     timing: dict[str, Any],
-    workload: Workload,
-    args: argparse.Namespace,
-    adapter: DeviceAdapter,
-    index: int,
     model: nn.Module,
     probe: ConvDtypeProbe,
-    images: int,
-    weights: str | None,
+    data: tuple[int, str | None],
     **measured: Any,
 ) -> dict[str, Any]:
     """`timing` and `measured` (accuracy, final_loss, ...) with what every run records: its
-    data, ops, compute dtype, weights and FLOPs; a run that did not compute at the precision
-    asked for is failed with the reason."""
+    data (`data`: images in the set, the weights it started from), ops, compute dtype, weights
+    and FLOPs; a run that did not compute at the precision asked for fails with the reason."""
+    workload, args, adapter, index = run.workload, run.args, run.adapter, run.index
+    images, weights = data
     known = workload.record_fields()
     dataset = workload.data.record(images)
     weights_key = weights_id(weights)

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from benchmark.commands.ending import record_fields
+from benchmark.commands.ending import Run, record_fields
 from benchmark.errors import UsageError
 from benchmark.launch import execute
 from benchmark.measure import TimedRun
@@ -99,15 +99,6 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
             len(predictions),
             len(dataset),
         )
-    return record_fields(
-        timing,
-        workload,
-        args,
-        adapter,
-        index,
-        model,
-        probe,
-        len(dataset),
-        args.ckpt,
-        accuracy=accuracy(scores) if scores else None,
-    )
+    ending = Run(workload, args, adapter, index)
+    scored = accuracy(scores) if scores else None
+    return record_fields(ending, timing, model, probe, (len(dataset), args.ckpt), accuracy=scored)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from benchmark.commands.ending import record_fields
+from benchmark.commands.ending import Run, record_fields
 from benchmark.errors import UsageError
 from benchmark.launch import execute
 from benchmark.measure import TimedRun
@@ -81,16 +81,13 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     if timing is None:
         return None
     hook = training.eval_hook
+    data = (len(training.data_loader.dataset), workload.cfg.MODEL.WEIGHT)
     return record_fields(
+        Run(workload, args, adapter, index),
         timing,
-        workload,
-        args,
-        adapter,
-        index,
         training.trainer.model,
         probe,
-        len(training.data_loader.dataset),
-        workload.cfg.MODEL.WEIGHT,
+        data,
         final_loss=last_loss[0] if last_loss else None,
         accuracy={"bbox_ap": hook.history[-1][1]} if hook.history else None,
         time_to_accuracy_s=hook.time_to_accuracy_s,

@@ -11,13 +11,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from benchmark.conduct import READS, ConductCounter
 from benchmark.record import read_records
+from rcnn.device import resolve
+from rcnn.layers.native.groups import window_groups
 
-pytestmark = pytest.mark.strictdev
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_READS_PER_BATCH = 7  # inference, on the strict device's native ops
 MODEL_READS_PER_STEP = 5  # training, batch 1
+PATCHED = (*READS, "to", "__getitem__")
 TINY = ["--model", "faster_rcnn_R_18_FPN_quick", "--device", "strict", "--size", "64x64"]
 
 
@@ -39,10 +43,31 @@ def run_on_strict(*argv: str, results: Path, **flags: str) -> tuple[dict, dict]:
     return records[-1], device
 
 
+def test_the_counter_counts_only_in_compute_and_leaves_torch_as_it_was():
+    adapter, index = resolve("cpu")
+    methods = {n: (n in vars(torch.Tensor), getattr(torch.Tensor, n)) for n in PATCHED}
+    counter = ConductCounter(adapter, index)
+    counter.open()
+    x = torch.arange(4.0)
+    x.tolist()  # the data phase: not the model's compute, not counted
+    counter.active = True
+    x[torch.tensor(1)], x[1:], float(x[0]), x.to("cpu"), x.to(torch.int64)
+    window_groups(torch.tensor([2, 2, 3]), torch.tensor([4, 4, 4]))  # the model's: two tolist
+    adapter.synchronize(index)
+    counts = counter.close(iterations=1)
+    # an index read and a float() here, two in the model's code: the rest neither read nor
+    # copy on the CPU
+    assert (counts.host_reads, counts.model_host_reads, counts.syncs) == (4, 2, 1)
+    assert counts.h2d_copies == 0 and counts.recompiles == 0
+    assert {n: (n in vars(torch.Tensor), getattr(torch.Tensor, n)) for n in PATCHED} == methods
+    assert "synchronize" not in vars(adapter)
+
+
 def harness_reads(conduct: dict) -> int:
     return conduct["host_reads"] - conduct["model_host_reads"] + conduct["syncs"]
 
 
+@pytest.mark.strictdev
 def test_a_training_step_reads_once_and_its_batches_are_pinned_non_blocking(tmp_path):
     iters = 3
     r, device = run_on_strict(
@@ -64,6 +89,7 @@ def test_a_training_step_reads_once_and_its_batches_are_pinned_non_blocking(tmp_
     assert device["cards_touched"] == [0] and c["cards_touched"] == [[0]]
 
 
+@pytest.mark.strictdev
 def test_sync_window_reads_no_loss_between_log_periods(tmp_path):
     iters = 4  # the trainer logs every 20 steps: only the last step of the run reads
     r, device = run_on_strict(
@@ -76,6 +102,7 @@ def test_sync_window_reads_no_loss_between_log_periods(tmp_path):
     assert r["final_loss"] is not None
 
 
+@pytest.mark.strictdev
 def test_inference_reads_once_per_batch(tmp_path):
     r, device = run_on_strict(
         "infer", *TINY, "--data", "synthetic:4", "--batch", "2", "--warmup", "1",
@@ -89,3 +116,16 @@ def test_inference_reads_once_per_batch(tmp_path):
     # calls), the RPN's and the box head's splits of their results per image, 1 each
     assert c["model_host_reads"] == MODEL_READS_PER_BATCH * 2
     assert c["host_reads"] + c["syncs"] == (1 + MODEL_READS_PER_BATCH) * 2
+
+
+@pytest.mark.strictdev
+@pytest.mark.slow
+def test_each_rank_touches_its_own_card_and_the_launcher_none(tmp_path):
+    """STRICTDEV_STRICT=1: the device raises when rank r touches another card or the
+    launcher's parent touches any; the record says which cards each rank used."""
+    r, _ = run_on_strict(
+        "infer", *TINY, "--data", "synthetic:4", "--batch", "1", "--cards", "2",
+        "--warmup", "1", "--iters", "1", results=tmp_path, strict="1",
+    )  # fmt: skip
+    assert r["cards"] == 2 and r["conduct"]["cards_touched"] == [[0], [1]]
+    assert not any("touched cards" in b for b in r["conduct"]["budget_broken"])
