@@ -27,6 +27,7 @@ VERBS = (
     "compare",
     "report",
     "comm",
+    "overhead",
 )
 
 

@@ -8,6 +8,7 @@
 #   --model            the full R-50-FPN config on an accelerator, the R-18 quick config on a
 #                      CPU (R-50-FPN at 800x1333 takes seconds per image on a few cores)
 #   --batch            the harness's default (2 per card for training, 1 for inference)
+#   --channels-last    the layout the device adapter runs the mode fastest in (on|off to choose)
 # Everything else (--iters, --warmup, --size, --repeats, --results, KEY VALUE overrides, ...) is
 # passed to `python -m benchmark train|infer` unchanged. Results go to $RESULTS_DIR, else
 # results/ in the project. RCNN_BENCH_PYTHON names an interpreter already set up (the
@@ -58,7 +59,8 @@ usage: bash benchmark/$script [--device D] [--precision P] [--cards N|all] [--ba
 
 Measures $mode of the model and writes a record under \$RESULTS_DIR (default results/).
 Defaults: --device auto, --precision fp32, --cards all, --data synthetic (COCO when
-\$DATASET_DIR/coco exists), --model $full on an accelerator or $quick on a CPU.
+\$DATASET_DIR/coco exists), --model $full on an accelerator or $quick on a CPU,
+the layout the device runs $mode fastest in (--channels-last on|off to choose).
 Other arguments go to 'python -m benchmark $mode' (see its --help), e.g. --iters 50 --warmup 10.
 EOF
 }

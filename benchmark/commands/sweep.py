@@ -101,8 +101,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--channels-last",
         type=_switches,
-        default=[False],
-        help="memory-format axis: off, on (channels-last backbone) or off,on",
+        default=[None],
+        help="memory-format axis: off, on (channels-last backbone) or off,on (default: the "
+        "layout the device adapter runs each mode fastest in)",
     )
     p.add_argument("--size", type=parse_size, help=SIZE_HELP)
     p.add_argument("--data", default="synthetic")
@@ -154,7 +155,7 @@ class Cell:
             str(self.batch),
         ]
         argv += ["--compile"] if self.compile else []
-        argv += ["--channels-last"] if self.channels_last else []
+        argv += ["--channels-last", "on" if self.channels_last else "off"]
         if self.precision in args.peak_tflops:
             argv += ["--peak-tflops", str(args.peak_tflops[self.precision])]
         for name in PASSED_ON:
@@ -170,10 +171,13 @@ class Cell:
         return shlex.join(["python", "-m", "benchmark", *argv[:cut], *argv[cut + 2 :]])
 
 
-def cells(args: argparse.Namespace) -> list[Cell]:
+def cells(args: argparse.Namespace, adapter: DeviceAdapter | None = None) -> list[Cell]:
+    """The matrix; an unset layout axis is the one `adapter` runs each mode fastest in."""
     out = []
     axes = (MODES[args.mode], args.precisions, args.cards, args.compile, args.channels_last)
-    for mode, precision, cards, compiled, channels_last in itertools.product(*axes):
+    for mode, precision, cards, compiled, layout in itertools.product(*axes):
+        fast = adapter is not None and mode in adapter.channels_last_modes
+        channels_last = fast if layout is None else layout
         for batch in args.batches if mode == "infer" else [args.train_batch]:
             out.append(Cell(mode, precision, cards, batch, new_run_id(), compiled, channels_last))
     return out
@@ -204,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
         absent = str(err)
     device_type = adapter.name if adapter else args.device.partition(":")[0]
     statuses = []
-    for cell in cells(args):
+    for cell in cells(args, adapter):
         reason = skip_reason(cell, adapter, absent)
         if reason is None:
             print(f"== sweep: {cell.command(args)}", flush=True)

@@ -37,6 +37,13 @@ def parse_size(text: str) -> tuple[int, int]:
     return lo, hi
 
 
+def switch(text: str) -> bool:
+    """`on` / `off` as a boolean; an argparse type."""
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return text == "on"
+
+
 def format_size(size: tuple[int, int]) -> str:
     """The `--size` text of (MIN, MAX), as `parse_size` reads it back."""
     return f"{size[0]}x{size[1]}"
@@ -81,8 +88,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
     )
     parser.add_argument(
         "--channels-last",
-        action="store_true",
-        help="backbone in channels-last memory format (MODEL.CHANNELS_LAST)",
+        type=switch,
+        nargs="?",
+        const=True,
+        metavar="on|off",
+        help="backbone in channels-last memory format (MODEL.CHANNELS_LAST); a bare flag means "
+        "on (default: the layout the device adapter runs this mode fastest in)",
     )
     parser.add_argument(
         "--cards",
@@ -183,6 +194,9 @@ def to_argv(args: argparse.Namespace, options: Iterable[str] = ()) -> list[str]:
     argv = []
     for dest in shared:
         value = getattr(args, dest, None)
+        if dest == "channels_last" and value is not None:  # off must reach a worker too
+            argv += ["--channels-last", "on" if value else "off"]
+            continue
         if value is None or value is False or (dest in MULTI_NODE and args.nodes == 1):
             continue
         flag = "--" + dest.replace("_", "-")

@@ -20,7 +20,7 @@ from benchmark.errors import UsageError
 from benchmark.workload.datasets import DataSetup, prepare_data
 from benchmark.workload.lookup import config_hash, config_path
 from rcnn.config import load_config
-from rcnn.device import DeviceAdapter
+from rcnn.device import DeviceAdapter, resolve
 
 
 def _size_overrides(size: tuple[int, int] | None) -> list[str]:
@@ -96,6 +96,14 @@ class Workload:
         }
 
 
+def channels_last(mode: str, args: argparse.Namespace) -> bool:
+    """The layout asked for, else the one the device adapter runs `mode` fastest in."""
+    if args.channels_last is not None:
+        return args.channels_last
+    adapter, _ = resolve(args.device)
+    return mode in adapter.channels_last_modes
+
+
 def planned_iterations(args: argparse.Namespace) -> int | None:
     """Warm-up plus every repeat's measured iterations (None: one inference pass decides)."""
     return None if args.iters is None else args.warmup + args.iters * args.repeats
@@ -117,7 +125,7 @@ def build_workload(
         "MODEL.COMPILE",
         str(args.compile),
         "MODEL.CHANNELS_LAST",
-        str(args.channels_last),
+        str(channels_last(mode, args)),
         "SOLVER.IMS_PER_BATCH",
         str(batch),
         "TEST.IMS_PER_BATCH",

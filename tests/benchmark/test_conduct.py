@@ -19,6 +19,8 @@ from rcnn.device import resolve
 from rcnn.layers.native.groups import window_groups
 
 ROOT = Path(__file__).resolve().parents[2]
+MODEL_READS_PER_BATCH = 7  # inference, on the strict device's native ops
+MODEL_READS_PER_STEP = 5  # training, batch 1
 PATCHED = (*READS, "to", "__getitem__")
 TINY = ["--model", "faster_rcnn_R_18_FPN_quick", "--device", "strict", "--size", "64x64"]
 
@@ -77,6 +79,9 @@ def test_a_training_step_reads_once_and_its_batches_are_pinned_non_blocking(tmp_
     assert c["iterations"] == iters and device["d2h"] == c["host_reads"]
     assert device["synchronize"] == 2 * iters + c["syncs"]
     assert harness_reads(c) == iters  # the losses, once per step
+    # the model's own: the native ops this device runs (roi_align's window groups 2, batched
+    # NMS's group bounds 2) and the RPN's split of proposals per image 1
+    assert c["model_host_reads"] == MODEL_READS_PER_STEP * iters
     # every batch copy in the window pinned and non-blocking (the adapter pins on this device)
     assert c["h2d_copies"] > 0
     assert device["h2d_pinned"] == c["h2d_pinned"] == c["h2d_copies"]
@@ -106,6 +111,11 @@ def test_inference_reads_once_per_batch(tmp_path):
     c = r["conduct"]
     assert device["d2h"] == c["host_reads"]
     assert harness_reads(c) == 2  # two batches of two images, each brought back in one copy
+    # and the model's own, a fixed number per batch whatever its images: the native ops this
+    # device runs (roi_align's window groups 2, batched NMS's group bounds 3 over two NMS
+    # calls), the RPN's and the box head's splits of their results per image, 1 each
+    assert c["model_host_reads"] == MODEL_READS_PER_BATCH * 2
+    assert c["host_reads"] + c["syncs"] == (1 + MODEL_READS_PER_BATCH) * 2
 
 
 @pytest.mark.strictdev

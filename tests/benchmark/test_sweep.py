@@ -96,12 +96,24 @@ def test_compile_and_channels_last_are_axes_and_an_uncompilable_device_skips(tmp
     by_mode = {(r["compile"], r["channels_last"]): r for r in records}
     assert set(by_mode) == {(False, False), (False, True), (True, False), (True, True)}
     # fp16 is refused first; a runnable precision then meets the compile check
-    assert "--batch 1 --compile --channels-last --device cpu" in by_mode[(True, True)]["command"]
+    assert "--batch 1 --compile --channels-last on --device cpu" in by_mode[(True, True)]["command"]
+    assert "--channels-last off" in by_mode[(True, False)]["command"]
     cell = sweep.Cell("infer", "fp32", 1, 1, "r", compile=True)
     assert sweep.skip_reason(cell, CpuWithoutCompiler(), None) == (
         "torch.compile: no torch.compile backend for cpu: torch registers none"
     )
     assert sweep.skip_reason(cell, CpuAdapter(), None) is None
+
+
+def test_the_layout_axis_defaults_to_the_adapters_fastest_layout_per_mode(tmp_path):
+    # fp16 on the CPU is refused, so every cell is a skipped record: no model runs
+    argv = [*TINY, "--mode", "both", "--precisions", "fp16", "--cards", "1", "--batches", "1"]
+    assert main(["sweep", *argv, "--results", str(tmp_path)]) == 0
+    records, problems = read_records([tmp_path])
+    layouts = {r["mode"]: (r["channels_last"], r["command"]) for r in records}
+    assert problems == [] and set(layouts) == {"train", "infer"}
+    assert layouts["infer"][0] is True and "--channels-last on" in layouts["infer"][1]
+    assert layouts["train"][0] is False and "--channels-last off" in layouts["train"][1]
 
 
 def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmark.__main__ import main
 from benchmark.impls import model_config
@@ -121,6 +122,32 @@ def test_infer_without_faster_coco_eval_scores_with_pycocotools(tmp_path, monkey
     r = only_record(results)
     assert (r["evaluator"], r["mask_paste"]) == ("pycocotools", "subpixel") and r["eval_s"] > 0
     assert 0 <= r["accuracy"]["segm_ap"] < 0.1
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [([], True), (["--channels-last", "off"], False), (["--channels-last"], True)],
+)
+def test_infer_runs_the_adapters_fast_layout_unless_told(tmp_path, monkeypatch, flags, expected):
+    from rcnn.modeling.detector.generalized_rcnn import GeneralizedRCNN
+
+    seen = []  # the memory format of the first convolution's weight at each forward
+    forward = GeneralizedRCNN.forward
+
+    def recording(self, *args, **kwargs):
+        weight = next(m.weight for m in self.backbone.modules() if isinstance(m, torch.nn.Conv2d))
+        seen.append(weight.is_contiguous(memory_format=torch.channels_last))
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(GeneralizedRCNN, "forward", recording)
+    results = tmp_path / "results"
+    argv = ["infer", *TINY, "--batch", "2", "--warmup", "1", *flags, "--results", str(results)]
+    assert main(argv) == 0
+    r = only_record(results)
+    assert seen and set(seen) == {expected} and r["channels_last"] is expected
+    # the command a user reruns keeps the layout asked for, in the one spelling
+    asked = f"--channels-last {'on' if expected else 'off'}"
+    assert (asked in r["command"]) is (flags != [])
 
 
 def test_unsupported_precision_fails_with_one_message_and_a_record(tmp_path):

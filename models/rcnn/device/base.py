@@ -63,6 +63,9 @@ class DeviceAdapter:
     # Detection ops whose native (plain torch) version `benchmark ops` measured faster than the
     # device's kernel: RCNN_OPS=auto runs them natively here, RCNN_OPS=kernel still forces it.
     native_ops: frozenset[str] = frozenset()
+    # Modes (train, infer) whose backbone runs fastest in channels-last on this backend: the
+    # layout train, infer and sweep use when --channels-last is not given.
+    channels_last_modes: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self._notes: list[str] = []  # what the backend lacked, said once per process

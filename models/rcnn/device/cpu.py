@@ -55,6 +55,9 @@ class CpuAdapter(DeviceAdapter):
     # on the CPU; nms measured slower natively and stays on the kernel. The numbers, and
     # what they did to `compare`, are in the README ("Other measurements on this CPU").
     native_ops = frozenset({"roi_align", "roi_pool"})
+    # oneDNN convolutions run faster in NHWC; the README's compare table has the inference
+    # measurement. Training stays NCHW until a measurement says otherwise (README).
+    channels_last_modes = frozenset({"infer"})
 
     def unavailable_reason(self) -> str | None:
         return None

@@ -84,7 +84,7 @@ class RPNLossComputation:
 
         obj, reg = flatten_rpn_outputs(objectness, box_regression)
         sampled = torch.stack(pos_masks) | torch.stack(neg_masks)
-        num_sampled = max(int(sampled.sum()), 1)
+        num_sampled = sampled.sum().clamp(min=1)  # a tensor: no host read per step
         box_loss = (
             smooth_l1_loss(
                 reg[pos_img, pos_anchor],

@@ -76,20 +76,34 @@ class PostProcessor:
         )
         # Group by image; within an image keep the score order of NMS.
         keep = keep[torch.argsort(det_images[keep], stable=True)]
-        per_image = torch.bincount(det_images[keep], minlength=len(boxes)).tolist()
+        images = det_images[keep]
+        # Each image's detections first, then those past its top detections_per_img: one
+        # host read of the piece sizes splits both, so the pieces cost no read per image.
+        piece = images * 2 + self._past_top(images, det_scores[keep], len(boxes))
+        keep = keep[torch.argsort(piece, stable=True)]
+        sizes = torch.bincount(piece, minlength=2 * len(boxes)).tolist()
 
         results = []
-        for box, idx in zip(boxes, keep.split(per_image), strict=True):
-            idx = self._top_detections(idx, det_scores)
+        for box, idx in zip(boxes, keep.split(sizes)[::2], strict=True):
             result = BoxList(det_boxes[idx], box.size, mode="xyxy")
             result.add_field("scores", det_scores[idx])
             result.add_field("labels", cls[idx])
             results.append(result)
         return results
 
-    def _top_detections(self, idx: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """Keep scores >= the detections_per_img-th best, ties included (as maskrcnn-benchmark)."""
-        if not 0 < self.detections_per_img < idx.numel():
-            return idx
-        kth = scores[idx[self.detections_per_img - 1]]
-        return idx[scores[idx] >= kth]
+    def _past_top(
+        self, images: torch.Tensor, scores: torch.Tensor, num_images: int
+    ) -> torch.Tensor:
+        """1 where a score is below its image's detections_per_img-th best, else 0 (ties are
+        kept, as maskrcnn-benchmark); `images` sorted, scores in NMS order within an image."""
+        if self.detections_per_img <= 0:
+            return torch.zeros_like(images)
+        counts = torch.bincount(images, minlength=num_images)
+        rank = (
+            torch.arange(images.shape[0], device=images.device)
+            - (counts.cumsum(0) - counts)[images]
+        )
+        at_kth = torch.where(rank == self.detections_per_img - 1, scores, float("-inf"))
+        kth = scores.new_full((num_images,), float("-inf"))
+        kth = kth.scatter_reduce(0, images, at_kth, reduce="amax")
+        return (scores < kth[images]).long()
