@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 import rcnn
-from rcnn.device import DeviceAdapter
+from rcnn.device import DeviceAdapter, on_host
 
 # the Tensor methods that hand a value to the host: each waits for the card's queued work
 READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
@@ -166,13 +166,9 @@ class ConductCounter:
         """`tensor.to(...)`: a read when a card's tensor goes to the host, a counted copy when a
         host tensor goes to a card (pinned or not, non-blocking or not)."""
         target = _target(args, kwargs)
-        if (
-            target is None
-            or self._reading
-            or (tensor.device.type == "cpu") == (target.type == "cpu")
-        ):
+        if target is None or self._reading or on_host(tensor.device) == on_host(target):
             return to(tensor, *args, **kwargs)
-        if target.type == "cpu":
+        if on_host(target):
             return self._read_once(tensor, to, tensor, args, kwargs)
         self._cards.add(target.index if target.index is not None else self.own_card)
         self.counts.h2d_copies += 1

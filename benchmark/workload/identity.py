@@ -24,6 +24,7 @@ RUN_SPECIFIC = (
     "SOLVER.TEST_PERIOD",
     "SOLVER.TARGET_BBOX_AP",
     "SOLVER.CHECKPOINT_PERIOD",
+    "SEED",  # runs over seeds are one workload: the report gives their spread
 )
 
 

@@ -2,6 +2,7 @@
 
 from .base import PRECISIONS, CardInfo, DeviceAdapter
 from .errors import DeviceError
+from .host import on_host
 from .registry import all_adapters, get_adapter, register, resolve
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "DeviceError",
     "all_adapters",
     "get_adapter",
+    "on_host",
     "register",
     "resolve",
 ]

@@ -13,7 +13,7 @@ from typing import TypeVar
 import torch
 from tqdm import tqdm
 
-from rcnn.device import DeviceAdapter
+from rcnn.device import DeviceAdapter, on_host
 from rcnn.structures.bounding_box import BoxList
 from rcnn.utils import comm
 
@@ -75,7 +75,7 @@ def results_to_host(results: list[BoxList]) -> list[BoxList]:
         t
         for r in results
         for t in (r.bbox, *r.extra_fields.values())
-        if isinstance(t, torch.Tensor) and t.device.type != "cpu"
+        if isinstance(t, torch.Tensor) and not on_host(t.device)
     ]
     if not tensors:
         return results
