@@ -315,6 +315,8 @@ class DeviceAdapter:
 
     def manual_seed(self, seed: int) -> None:
         torch.manual_seed(seed)
+        if not self.is_accelerator:  # the host's generator is the only one: seeded above
+            return
         self._first(
             "card RNG seeding",
             [self._module_call("manual_seed_all", seed), self._module_call("manual_seed", seed)],
