@@ -34,6 +34,7 @@ the p-th percentile of n sorted values sits at rank (n - 1) * p / 100.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import statistics
 import time
@@ -459,8 +460,19 @@ class TimedRun:
         hooks = TrainHooks(after_step=[timed])  # first: the step ends before any paused work
         if evaluation is not None:
             hooks.after_step.append(self.excluding(evaluation))
-        trainer.fit(self.batches(loader), 0, self.timers.total, hooks)
+        with self._restoring():
+            trainer.fit(self.batches(loader), 0, self.timers.total, hooks)
         return last
+
+    @contextlib.contextmanager
+    def _restoring(self) -> Iterator[None]:
+        """A loop that stops by an error or a signal closes the window on its way out, so
+        torch.Tensor and the adapter get their own methods back (the process may go on)."""
+        try:
+            yield
+        except BaseException:
+            self.conduct.close(0)
+            raise
 
     def train_compute_only(self, trainer: Trainer) -> None:
         """The compute-only pass of `fit`'s steps (they train on: call after saving weights)."""
@@ -483,15 +495,16 @@ class TimedRun:
         the compute-only pass."""
         self._model = model
         self.conduct.uses(self._model)  # a window without warm-up opened before the model came
-        results = compute_on_dataset(
-            model,
-            self.batches(itertools.islice(loader, self.timers.total)),
-            self.adapter,
-            self.index,
-            precision,
-            on_batch=self.step_end,
-            convert=self.excluding(convert) if convert is not None else None,
-        )
+        with self._restoring():
+            results = compute_on_dataset(
+                model,
+                self.batches(itertools.islice(loader, self.timers.total)),
+                self.adapter,
+                self.index,
+                precision,
+                on_batch=self.step_end,
+                convert=self.excluding(convert) if convert is not None else None,
+            )
 
         def predict(batch: Batch) -> int:
             predict_batch(model, batch[0], self.adapter, precision)

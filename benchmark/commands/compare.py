@@ -248,6 +248,9 @@ def _measured(
 
 
 def run(args: argparse.Namespace) -> int:
+    # like for like: our layout is what the user names, NCHW unless --channels-last on (train
+    # and infer take the adapter's fastest layout instead)
+    args.channels_last = bool(args.channels_last)
     with host_threads(args.threads):
         return _run(args)
 

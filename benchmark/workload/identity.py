@@ -24,6 +24,8 @@ RUN_SPECIFIC = (
     "SOLVER.TEST_PERIOD",
     "SOLVER.TARGET_BBOX_AP",
     "SOLVER.CHECKPOINT_PERIOD",
+    "SOLVER.IMS_PER_BATCH",  # the global batch: cards x batch per card, each recorded apart
+    "TEST.IMS_PER_BATCH",
     "SEED",  # runs over seeds are one workload: the report gives their spread
 )
 

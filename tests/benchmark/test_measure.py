@@ -341,3 +341,26 @@ def test_three_throughputs_tell_a_slow_loader_from_the_step():
     assert fields["data_bound_share"] == pytest.approx(1 - 10 / 70, abs=0.15)
     # 6 images over 6 x (60 + 10 + 100) ms: the paused work is the user's time too
     assert fields["throughput_whole_img_s"] == pytest.approx(6 / (6 * 0.170), rel=0.3)
+
+
+def test_a_loop_that_fails_in_its_window_gives_torch_its_methods_back():
+    """Conduct patches torch.Tensor's read methods while the window is open; a loop stopped by
+    an error must restore them, or every later tensor in the process reads through a dead
+    counter (a full test run broke test_mask_head's indexing that way)."""
+    adapter, index = resolve("cpu")
+    before = {name: vars(torch.Tensor).get(name) for name in ("item", "tolist", "__getitem__")}
+    run = TimedRun(adapter, index, 0, 3)  # no warm-up: the window opens at once
+
+    class FailingTrainer:
+        model = torch.nn.Linear(1, 1)
+        log_period, loss_period = 20, 1
+
+        def fit(self, batches, start, total, hooks) -> None:
+            next(iter(batches))
+            raise RuntimeError("a step failed")
+
+    with pytest.raises(RuntimeError, match="a step failed"):
+        run.fit(FailingTrainer(), [(torch.zeros(1), [], [0])])
+    assert {name: vars(torch.Tensor).get(name) for name in before} == before
+    assert "synchronize" not in vars(adapter)
+    assert torch.arange(3)[torch.tensor(1)].item() == 1
