@@ -8,6 +8,7 @@ import getpass
 import os
 import re
 import tempfile
+from inspect import getattr_static
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,28 @@ os.environ.setdefault(
 
 
 @pytest.fixture(autouse=True)
+def tensor_methods_left_alone():
+    """A test leaves torch.Tensor as it found it: the conduct counter patches its read methods
+    while a window is open, and one left behind breaks every later test in the process."""
+    import torch
+
+    # what each name resolves to (a patch undone onto the class is the same method again);
+    # __slotnames__ is copyreg's cache, set by the first copy of a tensor
+    before = {k: getattr_static(torch.Tensor, k) for k in dir(torch.Tensor) if k != "__slotnames__"}
+    yield
+    changed = sorted(
+        k
+        for k in before.keys() | (set(dir(torch.Tensor)) - {"__slotnames__"})
+        if getattr_static(torch.Tensor, k, None) is not before.get(k)
+    )
+    assert changed == [], f"torch.Tensor methods left patched: {changed}"
+
+
+@pytest.fixture(autouse=True)
 def system_temp_folder(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
+    tensor_methods_left_alone: None,  # first: checked after every monkeypatch is undone
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
     """The test's system temp folder: tempfile's (this process) and TMPDIR (its children)."""
@@ -33,20 +53,3 @@ def system_temp_folder(
     monkeypatch.setenv("TMPDIR", str(folder))
     monkeypatch.setattr(tempfile, "tempdir", str(folder))
     return folder
-
-
-@pytest.fixture(autouse=True)
-def tensor_methods_left_alone():
-    """A test leaves torch.Tensor as it found it: the conduct counter patches its read methods
-    while a window is open, and one left behind breaks every later test in the process."""
-    import torch
-
-    before = dict(vars(torch.Tensor))
-    before.pop("__slotnames__", None)  # copyreg's cache, set by the first copy of a tensor
-    yield
-    changed = sorted(
-        k
-        for k in before.keys() | (vars(torch.Tensor).keys() - {"__slotnames__"})
-        if vars(torch.Tensor).get(k) is not before.get(k)
-    )
-    assert changed == [], f"torch.Tensor methods left patched: {changed}"

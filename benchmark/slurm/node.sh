@@ -20,7 +20,7 @@ verb=$1
 shift
 nodes="${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:?not inside a SLURM allocation (no SLURM_NNODES)}}"
 node_rank="${SLURM_NODEID:?srun sets SLURM_NODEID: start this script through srun}"
-master_addr="${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)}"
+master_addr="${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | awk 'NR == 1')}"
 master_port="${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}"
 cards="${CARDS:-${SLURM_GPUS_ON_NODE:-all}}"
 

@@ -182,8 +182,8 @@ def _target(size, labels, segmentation, mode="poly"):
     boxes = []
     for m in dense:
         ys, xs = torch.nonzero(m, as_tuple=True)
-        boxes.append([xs.min(), ys.min(), xs.max(), ys.max()])
-    target = BoxList(torch.tensor(boxes, dtype=torch.float32), (width, height))
+        boxes.append(torch.stack([xs.min(), ys.min(), xs.max(), ys.max()]))
+    target = BoxList(torch.stack(boxes).float(), (width, height))
     target.add_field("labels", torch.tensor(labels))
     target.add_field("masks", masks)
     return target
