@@ -37,11 +37,11 @@ def onednn_has_bf16() -> bool | None:
         return None
 
 
-# the slowdown it names is measured on one host: README, "Other measurements on this CPU"
+# The factor is a host's measurement, so it lives in a dated README row, not in this text.
 SLOW_BF16 = (
     "cpu: this CPU has no oneDNN bf16 kernels (they need AVX-512 or AMX), so bf16 convolutions "
-    "run on torch's reference path: far slower than fp32 (a training step took 12x as long on "
-    "an AVX2-only EPYC); the bf16 numbers measure that path, not bf16 compute"
+    "run on torch's reference path, far slower than fp32 (README, 'Other measurements on this "
+    "CPU'); the bf16 numbers measure that path, not bf16 compute"
 )
 
 
