@@ -19,8 +19,10 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from yacs.config import CfgNode
 
+from rcnn import compat
 from rcnn.config.loader import ConfigError
 from rcnn.config.paths_catalog import DatasetCatalog
+from rcnn.data.buckets import Canvas, bucket_canvases, bucket_count
 from rcnn.data.collate import BatchCollator
 from rcnn.data.datasets import COCODataset, TxtListDataset
 from rcnn.data.datasets.concat import ConcatDataset
@@ -156,6 +158,31 @@ def make_test_batch_sampler(
     return BatchSampler(share, per_rank, drop_last=False)
 
 
+def shape_buckets(cfg: CfgNode, is_train: bool, static_compile: bool = False) -> list[Canvas]:
+    """The canvases DATALOADER.SHAPE_BUCKETS asks for at this split's INPUT sizes (rcnn.data.
+    buckets); a static-shape compile with more canvases than torch._dynamo compiles per frame
+    is refused here, before work, since the ones past the limit would run eager."""
+    inp = cfg.INPUT
+    sizes = (
+        (inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN)
+        if is_train
+        else (inp.MIN_SIZE_TEST, inp.MAX_SIZE_TEST)
+    )
+    min_sizes = sizes[0] if isinstance(sizes[0], (list, tuple)) else (sizes[0],)
+    count = bucket_count(cfg.DATALOADER.SHAPE_BUCKETS, static_compile)
+    canvases = bucket_canvases(min_sizes, sizes[1], cfg.DATALOADER.SIZE_DIVISIBILITY, count)
+    if static_compile and canvases:
+        name, limit = compat.recompile_limit()
+        if len(canvases) > limit:
+            raise ConfigError(
+                f"DATALOADER.SHAPE_BUCKETS {count}: {len(canvases)} shape buckets exceed "
+                f"torch._dynamo.config.{name} ({limit}), so the compiled backbone would run "
+                f"the rest eager; set DATALOADER.SHAPE_BUCKETS to at most {(limit - 1) // 2} "
+                "or MODEL.COMPILE_SHAPES dynamic"
+            )
+    return canvases
+
+
 def _world(is_distributed: bool) -> tuple[int, int]:
     if is_distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size(), torch.distributed.get_rank()
@@ -169,14 +196,17 @@ def make_data_loader(
     start_iter: int = 0,
     seed: int | None = None,
     datasets: Sequence[Dataset] | None = None,
+    static_compile: bool = False,
 ) -> DataLoader | list[DataLoader]:
     """maskrcnn-benchmark's make_data_loader: one loader over DATASETS.TRAIN (concatenated), or
     one loader per DATASETS.TEST name. `seed` defaults to cfg.SEED; `datasets` replaces the
-    catalog lookup (already built sets)."""
+    catalog lookup (already built sets); `static_compile`: the model's backbone is compiled for
+    static shapes (shape buckets on unless DATALOADER.SHAPE_BUCKETS says 0)."""
     num_replicas, rank = _world(is_distributed)
     seed = cfg.SEED if seed is None else seed
+    buckets = shape_buckets(cfg, is_train, static_compile)
     datasets = list(datasets) if datasets is not None else build_datasets(cfg, is_train)
-    collator = BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY)
+    collator = BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY, buckets)
     grouping = cfg.DATALOADER.ASPECT_RATIO_GROUPING
 
     def loader(dataset: Dataset, batch_sampler: Sampler) -> DataLoader:
