@@ -54,9 +54,10 @@ def require_supported_torch() -> None:
 
 def compile_unavailable_reason() -> str | None:
     """Why torch.compile cannot run here, or None: nn.Module.compile (torch 2.2; it compiles in
-    place, so state-dict names stay) and TorchDynamo's support of this Python."""
-    if not hasattr(torch.nn.Module, "compile"):
-        return f"torch {torch.__version__} has no nn.Module.compile (torch 2.2)"
+    place, so state-dict names stay) and TorchDynamo's support of this Python. torch 2.1 has
+    the method, but its dynamo skips Module._call_impl, so the module silently runs eager."""
+    if torch_version() < (2, 2):
+        return f"torch {torch.__version__} has no working nn.Module.compile (torch 2.2)"
     dynamo = importlib.import_module("torch._dynamo")
     supported = getattr(dynamo, "is_dynamo_supported", None)
     if supported is not None and not supported():

@@ -20,7 +20,7 @@ from benchmark.measure import (
     spread,
     summarize,
 )
-from rcnn.compat import recompile_limit
+from rcnn.compat import compile_unavailable_reason, recompile_limit
 from rcnn.config import ConfigError
 from rcnn.data.buckets import bucket_canvases
 from rcnn.data.collate import BatchCollator
@@ -298,9 +298,16 @@ def test_reduce_across_two_real_ranks(tmp_path):
     assert statistics.fmean(steps) == pytest.approx(0.15)
 
 
+def _needs_compile() -> None:
+    reason = compile_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"torch.compile: {reason}")
+
+
 def _compiled_run(shapes: list[int], warmup: int) -> dict:
     """A compiled module (dynamo, eager backend: fast) over inputs of `shapes`, timed by the
     contract; the first `warmup` inputs are the warm-up."""
+    _needs_compile()
     adapter, index = resolve("cpu")
     torch._dynamo.reset()
     layer = torch.nn.Linear(4, 4)
@@ -355,6 +362,7 @@ ASPECTS = [(64, 90), (90, 64), (64, 120), (120, 64), (64, 64)]
 def _bucketed_run(mode: str) -> dict:
     """TinyDetector's backbone compiled (dynamo, eager backend: fast) for static shapes, over
     images of several aspect ratios collated onto shape buckets, one warm-up iteration."""
+    _needs_compile()
     adapter, index = resolve("cpu")
     torch._dynamo.reset()
     torch.manual_seed(0)
