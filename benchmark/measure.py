@@ -365,9 +365,15 @@ def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict
 def _warm_training(trainer: Trainer, batch: Batch, canvas: Canvas) -> None:
     """A training step's forward and backward on `batch` placed on `canvas`, without the
     update: the weights stay as they were, the backward graph is compiled."""
+    images = on_canvas(batch[0], canvas)
+    # a canvas smaller than the batch cuts its images: their targets are cut alike
+    targets = [
+        t if t.size == (w, h) else t.crop((0, 0, w, h))
+        for t, (h, w) in zip(batch[1], images.image_sizes, strict=True)
+    ]
     trainer.model.train()
     with trainer.adapter.autocast(trainer.precision):
-        losses = trainer.model(on_canvas(batch[0], canvas), batch[1])  # both on the card
+        losses = trainer.model(images, targets)
     sum(losses.values()).backward()
     trainer.optimizer.zero_grad(set_to_none=True)
 

@@ -120,7 +120,10 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         args.repeats,
         sync=args.sync,
         mode="train",
-        buckets=training.data_loader.collate_fn.buckets,
+        # compiled before the window, where the backbone is compiled for them
+        buckets=training.data_loader.collate_fn.buckets
+        if session.compile_shapes == "static"
+        else (),
     )
     evaluation = training.eval_hook if workload.cfg.SOLVER.TEST_PERIOD > 0 else None
     with ConvDtypeProbe(training.trainer.model) as probe:

@@ -15,19 +15,22 @@ from benchmark.measure import (
     IterationTimer,
     TimedRun,
     Window,
+    _warm_training,
     percentile,
     reduce_across_ranks,
     spread,
     summarize,
 )
 from rcnn.compat import compile_unavailable_reason, recompile_limit
-from rcnn.config import ConfigError
+from rcnn.config import ConfigError, load_config
 from rcnn.data.buckets import bucket_canvases
 from rcnn.data.collate import BatchCollator
 from rcnn.device import resolve
 from rcnn.engine.prefetch import prefetch_to_device
 from rcnn.engine.trainer import Trainer
+from rcnn.modeling.detector import build_detection_model
 from rcnn.structures.bounding_box import BoxList
+from rcnn.structures.image_list import to_image_list
 
 
 class FakeDevice:
@@ -355,6 +358,8 @@ class TinyDetector(torch.nn.Module):
         return [BoxList(box, (w, h)) for h, w in images.image_sizes]
 
 
+QUICK = "models/configs/quick/faster_rcnn_R_18_FPN_quick.yaml"
+
 # warm-up's image first, then the window's: every one lands on another bucket (64x64 on 64x96)
 ASPECTS = [(64, 90), (90, 64), (64, 120), (120, 64), (64, 64)]
 
@@ -389,6 +394,22 @@ def test_every_shape_bucket_is_compiled_before_the_window(mode):
     assert sorted(fields["batch_shapes"]) == ["128x64", "64x128", "64x96", "96x64"]
     assert fields["conduct"]["recompiles"] == 0 and "status" not in fields
     assert fields["bucket_warmup_s"] > 0
+
+
+def test_warming_a_training_bucket_smaller_than_the_batch_cuts_its_targets_and_updates_nothing():
+    adapter, index = resolve("cpu")
+    torch.manual_seed(0)
+    model = build_detection_model(load_config(QUICK, []))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    trainer = Trainer(model, optimizer, schedule, adapter, index)
+    images = to_image_list([torch.rand(3, 96, 150) * 50], 32)  # on 96x160
+    target = BoxList(torch.tensor([[10.0, 10.0, 140.0, 80.0]]), (150, 96))
+    target.add_field("labels", torch.tensor([1]))
+    weights = [p.detach().clone() for p in model.parameters()]
+    _warm_training(trainer, (images, [target], [0]), (96, 128))
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(w, p) for w, p in zip(weights, model.parameters(), strict=True))
 
 
 def test_hitting_the_recompile_limit_while_warming_buckets_fails_before_the_window():
