@@ -55,14 +55,30 @@ def test_buckets_are_off_in_eager_runs_on_for_static_compiles_and_the_key_decide
     ]
 
 
-def test_more_buckets_than_the_recompile_limit_are_refused_before_work():
+def test_buckets_fit_the_recompile_limit_or_are_refused_before_work():
     name, _ = recompile_limit()
+    three = ("DATALOADER.SHAPE_BUCKETS", "3")
     with torch._dynamo.config.patch(**{name: 6}):
-        with pytest.raises(ConfigError, match=rf"7 shape buckets exceed .*config.{name} \(6\)"):
-            shape_buckets(_cfg(), is_train=False, static_compile=True)
-        assert len(shape_buckets(_cfg("DATALOADER.SHAPE_BUCKETS", "2"), False, True)) == 5
+        with pytest.raises(
+            ConfigError,
+            match=rf"^DATALOADER.SHAPE_BUCKETS 3: 7 shape buckets exceed .*config.{name} \(6\)",
+        ):
+            shape_buckets(_cfg(*three), is_train=False, static_compile=True)
+        assert len(shape_buckets(_cfg(), False, static_compile=True)) == 5  # auto: 2 long sides
     # eager: no cap; nine steps from 96 to 224 round to four long sides (multiples of 32)
     assert len(shape_buckets(_cfg("DATALOADER.SHAPE_BUCKETS", "9"), False)) == 2 * 4 + 1
+
+
+def test_training_that_evaluates_counts_the_test_sets_buckets_too():
+    """Evaluation's graphs (no grad, eval mode) share the compiled backbone's cache."""
+    name, limit = recompile_limit()
+    evaluates = ("SOLVER.TEST_PERIOD", "100")
+    with torch._dynamo.config.patch(**{name: 8}):
+        assert len(shape_buckets(_cfg(), True, static_compile=True)) == 7
+        assert len(shape_buckets(_cfg(*evaluates), True, static_compile=True)) == 3  # 3 + 3
+        assert len(shape_buckets(_cfg(*evaluates), False, static_compile=True)) == 3  # the same
+        with pytest.raises(ConfigError, match=r"10 shape buckets \(training and evaluation\)"):
+            shape_buckets(_cfg(*evaluates, "DATALOADER.SHAPE_BUCKETS", "2"), True, True)
 
 
 def _image(height: int, width: int, seed: int) -> torch.Tensor:

@@ -158,29 +158,41 @@ def make_test_batch_sampler(
     return BatchSampler(share, per_rank, drop_last=False)
 
 
+def _split_canvases(cfg: CfgNode, is_train: bool, count: int) -> list[Canvas]:
+    inp = cfg.INPUT
+    if is_train:
+        min_sizes, max_size = tuple(inp.MIN_SIZE_TRAIN), inp.MAX_SIZE_TRAIN
+    else:
+        min_sizes, max_size = (inp.MIN_SIZE_TEST,), inp.MAX_SIZE_TEST
+    return bucket_canvases(min_sizes, max_size, cfg.DATALOADER.SIZE_DIVISIBILITY, count)
+
+
 def shape_buckets(cfg: CfgNode, is_train: bool, static_compile: bool = False) -> list[Canvas]:
     """The canvases DATALOADER.SHAPE_BUCKETS asks for at this split's INPUT sizes (rcnn.data.
-    buckets); a static-shape compile with more canvases than torch._dynamo compiles per frame
-    is refused here, before work, since the ones past the limit would run eager."""
-    inp = cfg.INPUT
-    sizes = (
-        (inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN)
-        if is_train
-        else (inp.MIN_SIZE_TEST, inp.MAX_SIZE_TEST)
+    buckets). For a static-shape compile they must fit torch._dynamo's recompile limit, with the
+    other split's too when training evaluates (SOLVER.TEST_PERIOD: evaluation's graphs share
+    the backbone's cache): auto takes
+    the most long sides that fit, an explicit count that does not is refused here, before work,
+    since the canvases past the limit would run eager."""
+    setting = cfg.DATALOADER.SHAPE_BUCKETS
+    if not static_compile:
+        return _split_canvases(cfg, is_train, bucket_count(setting, False))
+    # both splits alike, so that training's loader and its evaluation's pick the same count
+    splits = [is_train, not is_train] if cfg.SOLVER.TEST_PERIOD > 0 else [is_train]
+    name, limit = compat.recompile_limit()
+    counts = [setting] if setting >= 0 else range(bucket_count(setting, True), 0, -1)
+    for count in counts:
+        per_split = [_split_canvases(cfg, split, count) for split in splits]
+        total = sum(map(len, per_split))
+        if total <= limit:
+            return per_split[0]
+    both = " (training and evaluation)" if len(splits) > 1 else ""
+    raise ConfigError(
+        f"DATALOADER.SHAPE_BUCKETS {setting}: {total} shape buckets{both} exceed "
+        f"torch._dynamo.config.{name} ({limit}), so the compiled backbone would run the rest "
+        "eager; set DATALOADER.SHAPE_BUCKETS lower (-1 picks what fits) or MODEL.COMPILE_SHAPES "
+        "dynamic"
     )
-    min_sizes = sizes[0] if isinstance(sizes[0], (list, tuple)) else (sizes[0],)
-    count = bucket_count(cfg.DATALOADER.SHAPE_BUCKETS, static_compile)
-    canvases = bucket_canvases(min_sizes, sizes[1], cfg.DATALOADER.SIZE_DIVISIBILITY, count)
-    if static_compile and canvases:
-        name, limit = compat.recompile_limit()
-        if len(canvases) > limit:
-            raise ConfigError(
-                f"DATALOADER.SHAPE_BUCKETS {count}: {len(canvases)} shape buckets exceed "
-                f"torch._dynamo.config.{name} ({limit}), so the compiled backbone would run "
-                f"the rest eager; set DATALOADER.SHAPE_BUCKETS to at most {(limit - 1) // 2} "
-                "or MODEL.COMPILE_SHAPES dynamic"
-            )
-    return canvases
 
 
 def _world(is_distributed: bool) -> tuple[int, int]:
