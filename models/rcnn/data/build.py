@@ -160,10 +160,12 @@ def make_test_batch_sampler(
 
 def _split_canvases(cfg: CfgNode, is_train: bool, count: int) -> list[Canvas]:
     inp = cfg.INPUT
-    if is_train:
-        min_sizes, max_size = tuple(inp.MIN_SIZE_TRAIN), inp.MAX_SIZE_TRAIN
-    else:
-        min_sizes, max_size = (inp.MIN_SIZE_TEST,), inp.MAX_SIZE_TEST
+    min_size, max_size = (
+        (inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN)
+        if is_train
+        else (inp.MIN_SIZE_TEST, inp.MAX_SIZE_TEST)
+    )
+    min_sizes = tuple(min_size) if isinstance(min_size, (list, tuple)) else (min_size,)
     return bucket_canvases(min_sizes, max_size, cfg.DATALOADER.SIZE_DIVISIBILITY, count)
 
 
@@ -171,9 +173,8 @@ def shape_buckets(cfg: CfgNode, is_train: bool, static_compile: bool = False) ->
     """The canvases DATALOADER.SHAPE_BUCKETS asks for at this split's INPUT sizes (rcnn.data.
     buckets). For a static-shape compile they must fit torch._dynamo's recompile limit, with the
     other split's too when training evaluates (SOLVER.TEST_PERIOD: evaluation's graphs share
-    the backbone's cache): auto takes
-    the most long sides that fit, an explicit count that does not is refused here, before work,
-    since the canvases past the limit would run eager."""
+    the backbone's cache): auto takes the most long sides that fit, an explicit count that does
+    not fit is refused here, before work, since the canvases past the limit would run eager."""
     setting = cfg.DATALOADER.SHAPE_BUCKETS
     if not static_compile:
         return _split_canvases(cfg, is_train, bucket_count(setting, False))
