@@ -610,6 +610,7 @@ class TimedRun:
         peaks = comm.all_gather_objects(self.adapter.peak_memory_mb(self.index))
         shapes = sum(comm.all_gather_objects(self.shapes), Counter())
         wholes = comm.all_gather_objects(self._whole)
+        hits = [hit for found in comm.all_gather_objects(self._limit_hits) for hit in found]
         compute = reduce_across_ranks(self._compute) if self._compute is not None else None
         if not comm.is_main_process():
             return None
@@ -625,7 +626,6 @@ class TimedRun:
         )
         fields.update(throughputs(fields["throughput_img_s"], wholes, compute))
         recompiled = max(counts.recompiles for counts, _ in ranks)
-        hits = [hit for rank_hits in comm.all_gather_objects(self._limit_hits) for hit in rank_hits]
         if hits:  # a frame past the limit runs eager from then on, compiling nothing more
             fields.update(
                 status="failed",
