@@ -22,6 +22,10 @@ these rules are written here once.
 4. Paused work. Evaluation and pasting masks run on a paused clock (`TimedRun.excluding`) after
    their step's end, which synchronizes first, so no queued device work hides in the pause.
 5. Peak memory is reset when the window opens; conduct (benchmark.conduct) is counted inside it.
+   A backbone compiled for static shapes is run once on every shape bucket (forward, and
+   backward when training) at the first batch, on the paused clock and before the window, so
+   the window compiles nothing; torch._dynamo hitting its recompile limit then, or later,
+   fails the run instead of letting the backbone run eager unseen.
 6. Across ranks: images summed, the slowest rank's wall time, every rank's step times pooled.
 7. Three throughputs: `whole` (every iteration, warm-up included, from the first batch asked
    for to the last step, paused work included: the run as a user runs it), `train_only` (the
@@ -35,6 +39,7 @@ the p-th percentile of n sorted values sits at rank (n - 1) * p / 100.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import statistics
 import time
@@ -45,7 +50,10 @@ from typing import Any, TypeVar
 
 import torch
 
-from benchmark.conduct import ConductCounter, Counts, broken, budget, conduct_field
+from benchmark.conduct import ConductCounter, Counts, broken, budget, compiled_graphs, conduct_field
+from rcnn import compat
+from rcnn.config import ConfigError
+from rcnn.data.buckets import Canvas, describe, on_canvas
 from rcnn.device import DeviceAdapter
 from rcnn.engine.inference import compute_on_dataset, predict_batch
 from rcnn.engine.prefetch import Batch, prefetch_to_device
@@ -354,6 +362,22 @@ def summarize(windows: Window | Sequence[Window], latency: bool = False) -> dict
     }
 
 
+def _warm_training(trainer: Trainer, batch: Batch, canvas: Canvas) -> None:
+    """A training step's forward and backward on `batch` placed on `canvas`, without the
+    update: the weights stay as they were, the backward graph is compiled."""
+    images = on_canvas(batch[0], canvas)
+    # a canvas smaller than the batch cuts its images: their targets are cut alike
+    targets = [
+        t if t.size == (w, h) else t.crop((0, 0, w, h))
+        for t, (h, w) in zip(batch[1], images.image_sizes, strict=True)
+    ]
+    trainer.model.train()
+    with trainer.adapter.autocast(trainer.precision):
+        losses = trainer.model(images, targets)
+    sum(losses.values()).backward()
+    trainer.optimizer.zero_grad(set_to_none=True)
+
+
 def throughputs(
     train_only: float, wholes: list[tuple[int, float]], compute: Window | None
 ) -> dict[str, float | None]:
@@ -374,6 +398,7 @@ class TimedRun:
     """The contract's one entry: a measured loop of `warmup` + `iters` x `repeats` iterations
     on card `index`, timed by the rules above. Train: `fit`; infer: `infer`; a loop of its own
     (compare): `batches` (`copy=False` for batches already on the card) and `step_end`.
+    `buckets`: the loader's shape buckets (rule 5), warmed by `fit` and `infer`.
     Every rank calls `finish`; rank 0 gets the record's timing, memory and conduct fields."""
 
     def __init__(
@@ -386,8 +411,13 @@ class TimedRun:
         sync: str = "iteration",
         clock: Callable[[], float] = time.perf_counter,
         mode: str = "infer",
+        buckets: Sequence[Canvas] = (),
     ) -> None:
         self.adapter, self.index, self.mode = adapter, index, mode
+        self.buckets = list(buckets)
+        self._warm: Callable[[Any, Canvas], None] | None = None  # set by fit and infer
+        self._warmup_s: float | None = None
+        self._limit_hits: list[str] = []
         self.clock = PausableClock(clock)
         self.conduct = ConductCounter(adapter, index)
         self.timers = RepeatedTimers(
@@ -402,7 +432,8 @@ class TimedRun:
         self._whole = (0, 0.0)  # (images, seconds) of the whole run: rule 7
         self._compute: Window | None = None
         self._counts: Counts | None = None
-        if warmup == 0:
+        self._limit_watch = contextlib.ExitStack()
+        if warmup == 0 and not self.buckets:  # else it opens once the buckets are warm
             self._open_window()
 
     def _open_window(self) -> None:
@@ -415,7 +446,10 @@ class TimedRun:
         if copy:
             loader = prefetch_to_device(loader, self.adapter, self.index)
         self._whole_start = time.perf_counter()
+        self._limit_hits = self._limit_watch.enter_context(compat.recompile_limit_hits())
         for batch in self.timers.iterate(loader):
+            if self._warmup_s is None and self._warm is not None and self.buckets:
+                self.excluding(self._warm_buckets)(batch)
             self.conduct.active = True  # the iteration's compute: its host reads count
             images = getattr(batch[0], "tensors", None) if isinstance(batch, tuple) else None
             if self.conduct.is_open and images is not None:
@@ -423,6 +457,24 @@ class TimedRun:
             if self.conduct.is_open:
                 self._kept.append(batch)
             yield batch
+
+    def _warm_buckets(self, batch: Any) -> None:
+        """Rule 5: every bucket compiled on `batch` (placed on its canvas) before the window."""
+        start, graphs = time.perf_counter(), compiled_graphs()
+        for canvas in self.buckets:
+            self._warm(batch, canvas)
+            if self._limit_hits:
+                name, limit = compat.recompile_limit()
+                raise ConfigError(
+                    f"warming shape bucket {describe([canvas])[0]} of {len(self.buckets)}: "
+                    f"{self._limit_hits[0]} ({graphs} graph(s) compiled before), so the "
+                    f"backbone would run eager; lower DATALOADER.SHAPE_BUCKETS or raise "
+                    f"torch._dynamo.config.{name} ({limit})"
+                )
+        self.adapter.synchronize(self.index)
+        self._warmup_s = time.perf_counter() - start
+        if self.timers.timers[0].warmup == 0:
+            self._open_window()
 
     def step_end(self, images: int, boundary: bool = False) -> None:
         """An iteration's compute is done; `boundary`: paused work follows, sync first."""
@@ -448,6 +500,7 @@ class TimedRun:
         self.conduct.uses(self._model)  # a window without warm-up opened before the model came
         self.log_period = trainer.log_period
         trainer.loss_period = trainer.log_period if self.sync == "window" else 1
+        self._warm = functools.partial(_warm_training, trainer)
         last: list[float] = []
 
         def timed(_trainer: Trainer, step: StepResult) -> bool:
@@ -472,6 +525,7 @@ class TimedRun:
             yield
         except BaseException:
             self.conduct.close(0)
+            self._limit_watch.close()
             raise
 
     def train_compute_only(self, trainer: Trainer) -> None:
@@ -495,6 +549,9 @@ class TimedRun:
         the compute-only pass."""
         self._model = model
         self.conduct.uses(self._model)  # a window without warm-up opened before the model came
+        self._warm = lambda batch, canvas: predict_batch(
+            model, on_canvas(batch[0], canvas), self.adapter, precision
+        )
         with self._restoring():
             results = compute_on_dataset(
                 model,
@@ -519,6 +576,7 @@ class TimedRun:
             self._whole = (self._whole[0], time.perf_counter() - (self._whole_start or 0.0))
             iters = sum(w.measured_iters for w in self.timers.windows())
             self._counts = self.conduct.close(iters)
+            self._limit_watch.close()
         return self._counts
 
     def compute_only(self, step: Callable[[Any], int]) -> None:
@@ -552,6 +610,7 @@ class TimedRun:
         peaks = comm.all_gather_objects(self.adapter.peak_memory_mb(self.index))
         shapes = sum(comm.all_gather_objects(self.shapes), Counter())
         wholes = comm.all_gather_objects(self._whole)
+        hits = [hit for found in comm.all_gather_objects(self._limit_hits) for hit in found]
         compute = reduce_across_ranks(self._compute) if self._compute is not None else None
         if not comm.is_main_process():
             return None
@@ -562,14 +621,22 @@ class TimedRun:
             data_time_covers=DATA_TIME_COVERS,
             conduct=conduct_field(ranks),
             batch_shapes=dict(shapes) or None,
+            shape_buckets=describe(self.buckets) or None,
+            bucket_warmup_s=self._warmup_s,
         )
         fields.update(throughputs(fields["throughput_img_s"], wholes, compute))
         recompiled = max(counts.recompiles for counts, _ in ranks)
-        if recompiled:  # the window timed compilation, or ran eager past the recompile limit
+        if hits:  # a frame past the limit runs eager from then on, compiling nothing more
+            fields.update(
+                status="failed",
+                error=f"{hits[0]} during the run (batch shapes {', '.join(sorted(shapes))}): "
+                "the backbone ran eager from then on; use fewer shapes (DATALOADER.SHAPE_BUCKETS)",
+            )
+        elif recompiled:  # the window timed compilation
             fields.update(
                 status="failed",
                 error=f"{recompiled} recompilation(s) inside the measured window (batch shapes "
                 f"{', '.join(sorted(shapes))}): warm-up did not see every shape the window "
-                "ran; raise --warmup or pad batches to fewer sizes (DATALOADER.SIZE_DIVISIBILITY)",
+                "ran; raise --warmup or pad batches to fewer sizes (DATALOADER.SHAPE_BUCKETS)",
             )
         return fields

@@ -156,6 +156,9 @@ class Record(_Identity, total=False):
 
     error: str | None  # why a run is not ok (failed, nan, oom, skipped)
     compile: bool | None  # the backbone ran torch.compile'd (MODEL.COMPILE)
+    compile_shapes: str | None  # static (shape buckets) or dynamic; null when eager
+    shape_buckets: list[str] | None  # "HxW" canvases batches were padded to and compiled for
+    bucket_warmup_s: float | None  # compiling every bucket before the window (paused clock)
     channels_last: bool | None  # the backbone ran in channels-last memory format
     impl: str | None  # rcnn | torchvision
     work: str | None  # compare: what one timed iteration of the impl includes

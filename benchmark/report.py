@@ -83,6 +83,10 @@ def _workload(record: dict) -> str:
         f"sync {_text(record.get('sync'))}",
     ]
     parts += [] if work["execution"] == "eager" else work["execution"].split(",")
+    if "compile" in parts and record.get("compile_shapes"):  # how it compiled is other work
+        buckets = record.get("shape_buckets")
+        at = f" on {len(buckets)} shape buckets" if buckets else ""
+        parts[parts.index("compile")] = f"compile {record['compile_shapes']}{at}"
     parts += [] if work["config"] == "-" else [f"config {work['config'][:8]}"]
     return ", ".join(parts)
 

@@ -78,9 +78,11 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         logger.info("loaded %s: %d tensors", args.ckpt, len(report.loaded) if report else 0)
     else:
         logger.warning("no --ckpt: random weights, so the recorded AP is near zero")
-    loader = make_data_loader(cfg, is_train=False, is_distributed=session.distributed)[0]
+    static = session.compile_shapes == "static"
+    loader = make_data_loader(cfg, False, session.distributed, static_compile=static)[0]
     iters = args.iters or max(len(loader) - args.warmup, 1)
-    run = TimedRun(adapter, index, args.warmup, iters, args.repeats, sync=args.sync)
+    buckets = loader.collate_fn.buckets if static else ()  # compiled before the window
+    run = TimedRun(adapter, index, args.warmup, iters, args.repeats, args.sync, buckets=buckets)
     # pasting masks at the original size and RLE-encoding them is the evaluator's work: paused
     paste = cfg.TEST.MASK_PASTE
     convert = functools.partial(image_result, dataset=loader.dataset, mask_paste=paste)
@@ -110,4 +112,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     ending = Run(workload, args, adapter, index)
     scored = accuracy(scores) if scores else None
     data = (len(dataset), args.ckpt)
-    return record_fields(ending, timing, model, probe, data, accuracy=scored, **evaluated)
+    shapes = session.compile_shapes
+    return record_fields(
+        ending, timing, model, probe, data, accuracy=scored, compile_shapes=shapes, **evaluated
+    )

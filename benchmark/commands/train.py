@@ -113,7 +113,17 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
     training = build_training(session, resume=False, checkpoints=False)
     interconnect = comm.interconnect_probe(adapter, index)  # what a scaling number depends on
     run = TimedRun(
-        adapter, index, args.warmup, args.iters, args.repeats, sync=args.sync, mode="train"
+        adapter,
+        index,
+        args.warmup,
+        args.iters,
+        args.repeats,
+        sync=args.sync,
+        mode="train",
+        # compiled before the window, where the backbone is compiled for them
+        buckets=training.data_loader.collate_fn.buckets
+        if session.compile_shapes == "static"
+        else (),
     )
     evaluation = training.eval_hook if workload.cfg.SOLVER.TEST_PERIOD > 0 else None
     with ConvDtypeProbe(training.trainer.model) as probe:
@@ -138,6 +148,7 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict | None:
         training.trainer.model,
         probe,
         data,
+        compile_shapes=session.compile_shapes,
         final_loss=last_loss[0] if last_loss else None,
         interconnect=interconnect,
         accuracy=accuracy(hook.scores) if hook.scores else None,

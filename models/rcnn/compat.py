@@ -8,12 +8,14 @@ Nothing here knows a backend: the device adapters (rcnn.device) ask these questi
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import inspect
+import logging
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
@@ -52,15 +54,49 @@ def require_supported_torch() -> None:
 
 def compile_unavailable_reason() -> str | None:
     """Why torch.compile cannot run here, or None: nn.Module.compile (torch 2.2; it compiles in
-    place, so state-dict names stay) and TorchDynamo's support of this Python."""
-    if not hasattr(torch.nn.Module, "compile"):
-        return f"torch {torch.__version__} has no nn.Module.compile (torch 2.2)"
+    place, so state-dict names stay) and TorchDynamo's support of this Python. torch 2.1 has
+    the method, but its dynamo skips Module._call_impl, so the module silently runs eager."""
+    if torch_version() < (2, 2):
+        return f"torch {torch.__version__} has no working nn.Module.compile (torch 2.2)"
     dynamo = importlib.import_module("torch._dynamo")
     supported = getattr(dynamo, "is_dynamo_supported", None)
     if supported is not None and not supported():
         python = ".".join(map(str, sys.version_info[:2]))
         return f"TorchDynamo in torch {torch.__version__} does not support Python {python}"
     return None
+
+
+def recompile_limit() -> tuple[str, int]:
+    """torch._dynamo's cap on the graphs one frame may compile, as (its config name, value):
+    `recompile_limit` since torch 2.7, `cache_size_limit` before. Past it the frame runs eager."""
+    config = importlib.import_module("torch._dynamo").config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    return name, int(getattr(config, name))
+
+
+class _LimitHits(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.hits: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "hit config." in message:
+            self.hits.append(message.splitlines()[0].strip())
+
+
+@contextlib.contextmanager
+def recompile_limit_hits() -> Iterator[list[str]]:
+    """The recompile-limit hits while the block runs, one line each ("torch._dynamo hit
+    config.recompile_limit (8)"): torch 2.1 to 2.14 say it only by this warning of the
+    torch._dynamo logger, then run the frame eager."""
+    handler = _LimitHits()
+    logger = logging.getLogger("torch._dynamo")
+    logger.addHandler(handler)
+    try:
+        yield handler.hits
+    finally:
+        logger.removeHandler(handler)
 
 
 @functools.cache

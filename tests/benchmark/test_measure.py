@@ -15,13 +15,22 @@ from benchmark.measure import (
     IterationTimer,
     TimedRun,
     Window,
+    _warm_training,
     percentile,
     reduce_across_ranks,
     spread,
     summarize,
 )
+from rcnn.compat import compile_unavailable_reason, recompile_limit
+from rcnn.config import ConfigError, load_config
+from rcnn.data.buckets import bucket_canvases
+from rcnn.data.collate import BatchCollator
 from rcnn.device import resolve
 from rcnn.engine.prefetch import prefetch_to_device
+from rcnn.engine.trainer import Trainer
+from rcnn.modeling.detector import build_detection_model
+from rcnn.structures.bounding_box import BoxList
+from rcnn.structures.image_list import to_image_list
 
 
 class FakeDevice:
@@ -292,9 +301,16 @@ def test_reduce_across_two_real_ranks(tmp_path):
     assert statistics.fmean(steps) == pytest.approx(0.15)
 
 
+def _needs_compile() -> None:
+    reason = compile_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"torch.compile: {reason}")
+
+
 def _compiled_run(shapes: list[int], warmup: int) -> dict:
     """A compiled module (dynamo, eager backend: fast) over inputs of `shapes`, timed by the
     contract; the first `warmup` inputs are the warm-up."""
+    _needs_compile()
     adapter, index = resolve("cpu")
     torch._dynamo.reset()
     layer = torch.nn.Linear(4, 4)
@@ -313,6 +329,97 @@ def test_a_window_that_recompiles_fails_its_cell_and_one_that_does_not_counts_ze
     assert cold["conduct"]["recompiles"] == 1
     assert cold["status"] == "failed" and "1 recompilation(s) inside" in cold["error"]
     assert any("recompilations inside the window" in b for b in cold["conduct"]["budget_broken"])
+
+
+def test_hitting_the_recompile_limit_anywhere_in_the_run_fails_it():
+    """Past the limit dynamo compiles nothing more and runs the frame eager: the window then
+    counts 0 recompiles, so the limit's own warning must fail the cell."""
+    name, _ = recompile_limit()
+    with torch._dynamo.config.patch(**{name: 1}):
+        fields = _compiled_run([2, 3, 2, 3], warmup=2)  # the limit is hit in the warm-up
+    assert fields["conduct"]["recompiles"] == 0
+    assert fields["status"] == "failed"
+    assert f"torch._dynamo hit config.{name} (1) during the run" in fields["error"]
+
+
+class TinyDetector(torch.nn.Module):
+    """A detector's interface around a backbone to compile: losses when training, one BoxList
+    per image otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = torch.nn.Conv2d(3, 2, 3, padding=1)
+
+    def forward(self, images, targets=None):
+        features = self.backbone(images.tensors)
+        if self.training:
+            return {"loss_features": features.mean()}
+        box = features.new_ones(1, 4) * features.mean()
+        return [BoxList(box, (w, h)) for h, w in images.image_sizes]
+
+
+QUICK = "models/configs/quick/faster_rcnn_R_18_FPN_quick.yaml"
+
+# warm-up's image first, then the window's: every one lands on another bucket (64x64 on 64x96)
+ASPECTS = [(64, 90), (90, 64), (64, 120), (120, 64), (64, 64)]
+
+
+def _bucketed_run(mode: str) -> dict:
+    """TinyDetector's backbone compiled (dynamo, eager backend: fast) for static shapes, over
+    images of several aspect ratios collated onto shape buckets, one warm-up iteration."""
+    _needs_compile()
+    adapter, index = resolve("cpu")
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = TinyDetector()
+    model.backbone.compile(backend="eager", dynamic=False)
+    canvases = bucket_canvases((64,), 128, 32, 2)
+    collate = BatchCollator(32, canvases)
+    target = BoxList(torch.tensor([[1.0, 1.0, 8.0, 8.0]]), (8, 8))
+    batches = [collate([(torch.rand(3, h, w), target, i)]) for i, (h, w) in enumerate(ASPECTS)]
+    run = TimedRun(adapter, index, 1, len(ASPECTS) - 1, mode=mode, buckets=canvases)
+    if mode == "infer":
+        run.infer(model, batches, "fp32")
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        run.fit(Trainer(model, optimizer, schedule, adapter, index, log_period=1), batches)
+    return run.finish()
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_every_shape_bucket_is_compiled_before_the_window(mode):
+    fields = _bucketed_run(mode)
+    assert fields["shape_buckets"] == ["64x96", "96x64", "64x128", "128x64", "128x128"]
+    assert sorted(fields["batch_shapes"]) == ["128x64", "64x128", "64x96", "96x64"]
+    assert fields["conduct"]["recompiles"] == 0 and "status" not in fields
+    assert fields["bucket_warmup_s"] > 0
+
+
+def test_warming_a_training_bucket_smaller_than_the_batch_cuts_its_targets_and_updates_nothing():
+    adapter, index = resolve("cpu")
+    torch.manual_seed(0)
+    model = build_detection_model(load_config(QUICK, []))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    trainer = Trainer(model, optimizer, schedule, adapter, index)
+    images = to_image_list([torch.rand(3, 96, 150) * 50], 32)  # on 96x160
+    target = BoxList(torch.tensor([[10.0, 10.0, 140.0, 80.0]]), (150, 96))
+    target.add_field("labels", torch.tensor([1]))
+    weights = [p.detach().clone() for p in model.parameters()]
+    _warm_training(trainer, (images, [target], [0]), (96, 128))
+    assert all(p.grad is None for p in model.parameters())
+    assert all(torch.equal(w, p) for w, p in zip(weights, model.parameters(), strict=True))
+
+
+def test_hitting_the_recompile_limit_while_warming_buckets_fails_before_the_window():
+    name, _ = recompile_limit()
+    with torch._dynamo.config.patch(**{name: 2}), pytest.raises(ConfigError) as failed:
+        _bucketed_run("infer")
+    assert str(failed.value).startswith(
+        f"warming shape bucket 64x128 of 5: torch._dynamo hit config.{name} (2)"
+    )
+    assert "\n" not in str(failed.value)
 
 
 def test_three_throughputs_tell_a_slow_loader_from_the_step():

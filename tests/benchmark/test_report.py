@@ -496,3 +496,18 @@ def test_the_three_throughputs_stand_side_by_side_with_the_data_bound_share(tmp_
         "40.0",
     )
     assert row["data-bound share"] == "25%" and row["runs"] == 1
+
+
+def test_compiled_cells_say_how_they_compiled_and_on_how_many_buckets():
+    buckets = ["800x992", "992x800", "800x1184", "1184x800", "800x1344", "1344x800", "1344x1344"]
+    runs = [
+        rec("h", compile=True, compile_shapes="static", shape_buckets=buckets),
+        rec("h", compile=True, compile_shapes="dynamic", throughput_img_s=2.0),
+        rec("h", compile=True),  # older: compiled, no more said
+    ]
+    workloads = sorted(training_table(frame(runs))["workload"])
+    assert [w.rsplit(", ", 1)[-1] for w in workloads] == [
+        "compile",
+        "compile dynamic",
+        "compile static on 7 shape buckets",
+    ]

@@ -5,6 +5,7 @@ import torch
 
 from rcnn.config import load_config
 from rcnn.device import resolve
+from rcnn.engine.run import Session
 from rcnn.modeling.detector import build_detection_model
 from rcnn.structures.image_list import to_image_list
 
@@ -64,3 +65,32 @@ def test_compiled_backbone_gives_eager_detections(images):
     _assert_same(eager, compiled)
     state = build_detection_model(load_config(QUICK, ["MODEL.COMPILE", "True"])).state_dict()
     assert "backbone.body.stem.conv1.weight" in state  # in-place compile keeps the names
+
+
+def _compiled_dynamic(monkeypatch, overrides: list[str], adapter_shapes: str) -> bool:
+    """The `dynamic` the builder compiles the backbone with (nn.Module.compile recorded)."""
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda module, **kw: calls.append(kw))
+    cfg = load_config(QUICK, ["MODEL.COMPILE", "True", *overrides])
+    build_detection_model(cfg, "eager", adapter_shapes)
+    (kwargs,) = calls
+    assert kwargs["backend"] == "eager"
+    return kwargs["dynamic"]
+
+
+def test_compile_shapes_come_from_the_adapter_unless_the_config_says(monkeypatch):
+    adapter = resolve("cpu")[0]
+    supported, reason = adapter.supports_compile()
+    if not supported:
+        pytest.skip(f"torch.compile on cpu: {reason}")
+    assert adapter.compile_shapes in ("static", "dynamic")
+    assert _compiled_dynamic(monkeypatch, [], "static") is False  # one graph per bucket
+    assert _compiled_dynamic(monkeypatch, [], "dynamic") is True
+    assert _compiled_dynamic(monkeypatch, ["MODEL.COMPILE_SHAPES", "static"], "dynamic") is False
+    assert _compiled_dynamic(monkeypatch, ["MODEL.COMPILE_SHAPES", "dynamic"], "static") is True
+    session = Session(load_config(QUICK, ["MODEL.COMPILE", "True"]), adapter, 0, "fp32", False)
+    assert session.compile_shapes == adapter.compile_shapes
+    session.cfg = load_config(QUICK, ["MODEL.COMPILE", "True", "MODEL.COMPILE_SHAPES", "dynamic"])
+    assert session.compile_shapes == "dynamic"
+    session.cfg = load_config(QUICK, ["MODEL.COMPILE_SHAPES", "dynamic"])
+    assert session.compile_shapes is None  # eager

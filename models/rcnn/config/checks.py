@@ -102,6 +102,7 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "TEST.IMS_PER_BATCH": (_at_least(1), "at least 1 image"),
     "DATALOADER.NUM_WORKERS": (_at_least(0), "0 (load in the main process) or more"),
     "DATALOADER.SIZE_DIVISIBILITY": (_at_least(0), "0 or more"),
+    "DATALOADER.SHAPE_BUCKETS": (_at_least(-1), "-1 (auto), 0 (off) or a count of long sides"),
     "SOLVER.MAX_ITER": (_at_least(1), "at least 1 iteration"),
     "SOLVER.CHECKPOINT_PERIOD": (_at_least(0), "0 (off) or more iterations"),
     "SOLVER.TEST_PERIOD": (_at_least(0), "0 (off) or more iterations"),

@@ -47,9 +47,12 @@ _C.MODEL.CLS_AGNOSTIC_BBOX_REG = False
 _C.MODEL.WEIGHT = ""
 # rcnn-bench: numeric precision of training and inference (see CHOICES)
 _C.MODEL.PRECISION = "fp32"
-# rcnn-bench: torch.compile the backbone (body, FPN, BFP) with static shapes, one graph per
-# padded input size; the device adapter's supports_compile() says whether the device can
+# rcnn-bench: torch.compile the backbone (body, FPN, BFP); the device adapter's
+# supports_compile() says whether the device can
 _C.MODEL.COMPILE = False
+# rcnn-bench: "static" (one graph per padded size: shape buckets, warmed before the window) or
+# "dynamic" (torch.compile dynamic=True); "" takes the device adapter's compile_shapes
+_C.MODEL.COMPILE_SHAPES = ""
 # rcnn-bench: backbone weights and input in channels-last (NHWC) memory format
 _C.MODEL.CHANNELS_LAST = False
 
@@ -92,6 +95,9 @@ _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4
 _C.DATALOADER.SIZE_DIVISIBILITY = 0
 _C.DATALOADER.ASPECT_RATIO_GROUPING = True
+# rcnn-bench: pad each batch to the smallest of a few fixed canvases (rcnn.data.buckets), N long
+# sides per orientation; 0 off; -1 auto: off, or AUTO_BUCKETS when compiled for static shapes
+_C.DATALOADER.SHAPE_BUCKETS = -1
 
 # ---------------------------------------------------------------------------------------------
 # BACKBONE, FPN, GROUP_NORM
@@ -345,6 +351,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "MODEL.BFP.REFINE_TYPE": ("non_local", "conv", "none"),
     "SOLVER.WARMUP_METHOD": ("constant", "linear"),
     "TEST.MASK_PASTE": ("reference", "subpixel"),
+    "MODEL.COMPILE_SHAPES": ("", "static", "dynamic"),
 }
 
 # Keys older maskrcnn-benchmark configs used, and where their value goes now.

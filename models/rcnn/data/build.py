@@ -19,8 +19,10 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 from yacs.config import CfgNode
 
+from rcnn import compat
 from rcnn.config.loader import ConfigError
 from rcnn.config.paths_catalog import DatasetCatalog
+from rcnn.data.buckets import Canvas, bucket_canvases, bucket_count
 from rcnn.data.collate import BatchCollator
 from rcnn.data.datasets import COCODataset, TxtListDataset
 from rcnn.data.datasets.concat import ConcatDataset
@@ -156,6 +158,44 @@ def make_test_batch_sampler(
     return BatchSampler(share, per_rank, drop_last=False)
 
 
+def _split_canvases(cfg: CfgNode, is_train: bool, count: int) -> list[Canvas]:
+    inp = cfg.INPUT
+    min_size, max_size = (
+        (inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN)
+        if is_train
+        else (inp.MIN_SIZE_TEST, inp.MAX_SIZE_TEST)
+    )
+    min_sizes = tuple(min_size) if isinstance(min_size, (list, tuple)) else (min_size,)
+    return bucket_canvases(min_sizes, max_size, cfg.DATALOADER.SIZE_DIVISIBILITY, count)
+
+
+def shape_buckets(cfg: CfgNode, is_train: bool, static_compile: bool = False) -> list[Canvas]:
+    """The canvases DATALOADER.SHAPE_BUCKETS asks for at this split's INPUT sizes (rcnn.data.
+    buckets). For a static-shape compile they must fit torch._dynamo's recompile limit, with the
+    other split's too when training evaluates (SOLVER.TEST_PERIOD: evaluation's graphs share
+    the backbone's cache): auto takes the most long sides that fit, an explicit count that does
+    not fit is refused here, before work, since the canvases past the limit would run eager."""
+    setting = cfg.DATALOADER.SHAPE_BUCKETS
+    if not static_compile:
+        return _split_canvases(cfg, is_train, bucket_count(setting, False))
+    # both splits alike, so that training's loader and its evaluation's pick the same count
+    splits = [is_train, not is_train] if cfg.SOLVER.TEST_PERIOD > 0 else [is_train]
+    name, limit = compat.recompile_limit()
+    counts = [setting] if setting >= 0 else range(bucket_count(setting, True), 0, -1)
+    for count in counts:
+        per_split = [_split_canvases(cfg, split, count) for split in splits]
+        total = sum(map(len, per_split))
+        if total <= limit:
+            return per_split[0]
+    both = " (training and evaluation)" if len(splits) > 1 else ""
+    raise ConfigError(
+        f"DATALOADER.SHAPE_BUCKETS {setting}: {total} shape buckets{both} exceed "
+        f"torch._dynamo.config.{name} ({limit}), so the compiled backbone would run the rest "
+        "eager; set DATALOADER.SHAPE_BUCKETS lower (-1 picks what fits) or MODEL.COMPILE_SHAPES "
+        "dynamic"
+    )
+
+
 def _world(is_distributed: bool) -> tuple[int, int]:
     if is_distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_world_size(), torch.distributed.get_rank()
@@ -169,14 +209,17 @@ def make_data_loader(
     start_iter: int = 0,
     seed: int | None = None,
     datasets: Sequence[Dataset] | None = None,
+    static_compile: bool = False,
 ) -> DataLoader | list[DataLoader]:
     """maskrcnn-benchmark's make_data_loader: one loader over DATASETS.TRAIN (concatenated), or
     one loader per DATASETS.TEST name. `seed` defaults to cfg.SEED; `datasets` replaces the
-    catalog lookup (already built sets)."""
+    catalog lookup (already built sets); `static_compile`: the model's backbone is compiled for
+    static shapes (shape buckets on unless DATALOADER.SHAPE_BUCKETS says 0)."""
     num_replicas, rank = _world(is_distributed)
     seed = cfg.SEED if seed is None else seed
+    buckets = shape_buckets(cfg, is_train, static_compile)
     datasets = list(datasets) if datasets is not None else build_datasets(cfg, is_train)
-    collator = BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY)
+    collator = BatchCollator(cfg.DATALOADER.SIZE_DIVISIBILITY, buckets)
     grouping = cfg.DATALOADER.ASPECT_RATIO_GROUPING
 
     def loader(dataset: Dataset, batch_sampler: Sampler) -> DataLoader:

@@ -60,6 +60,10 @@ class DeviceAdapter:
     # what peak_memory_mb measures, for the record: tensors the caching allocator handed out
     peak_memory_kind: str = "allocated_tensors"
     compile_backend: str | None = None  # the torch.compile backend that generates its code
+    # The input shapes it wants a compiled backbone to see: "static" (one graph per shape
+    # bucket, warmed before the window; what vendor graph compilers such as MLU's and NPU's
+    # need) or "dynamic" (torch.compile dynamic=True). MODEL.COMPILE_SHAPES overrides it.
+    compile_shapes: str = "static"
     # Detection ops whose native (plain torch) version `benchmark ops` measured faster than the
     # device's kernel: RCNN_OPS=auto runs them natively here, RCNN_OPS=kernel still forces it.
     native_ops: frozenset[str] = frozenset()

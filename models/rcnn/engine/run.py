@@ -52,6 +52,14 @@ class Session:
     def device(self) -> torch.device:
         return self.adapter.torch_device(self.index)
 
+    @property
+    def compile_shapes(self) -> str | None:
+        """None when the backbone runs eager, else "static" or "dynamic": MODEL.COMPILE_SHAPES
+        or, when it is "", what the device adapter asks for."""
+        if not self.cfg.MODEL.COMPILE:
+            return None
+        return self.cfg.MODEL.COMPILE_SHAPES or self.adapter.compile_shapes
+
 
 def start_session(cfg) -> Session:
     """Resolve the device and precision (errors before work), join torchrun's group, seed."""
@@ -77,7 +85,8 @@ def build_model(session: Session) -> torch.nn.Module:
     cfg = session.cfg
     if not cfg.MODEL.COMPILE:
         return build_detection_model(cfg).to(session.device)
-    model = build_detection_model(cfg, compile_backend=compile_backend(session.adapter))
+    backend = compile_backend(session.adapter)
+    model = build_detection_model(cfg, backend, session.adapter.compile_shapes)
     return model.to(session.device)
 
 
@@ -211,7 +220,11 @@ def build_training(session: Session, resume: bool = True, checkpoints: bool = Tr
         checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
     )
     data_loader = make_data_loader(
-        cfg, is_train=True, is_distributed=session.distributed, start_iter=start_iter
+        cfg,
+        is_train=True,
+        is_distributed=session.distributed,
+        start_iter=start_iter,
+        static_compile=session.compile_shapes == "static",
     )
     eval_hook = EvalHook(session, cfg.SOLVER.TEST_PERIOD, cfg.SOLVER.TARGET_BBOX_AP)
     return Training(trainer, data_loader, start_iter, cfg.SOLVER.MAX_ITER, eval_hook)
@@ -264,7 +277,8 @@ def iou_types(cfg) -> tuple[str, ...]:
 def evaluate(session: Session, model: torch.nn.Module) -> dict[str, dict[str, float]] | None:
     """Evaluate on the first of DATASETS.TEST; {iou_type: stats} on rank 0."""
     cfg = session.cfg
-    loaders = make_data_loader(cfg, is_train=False, is_distributed=session.distributed)
+    static = session.compile_shapes == "static"
+    loaders = make_data_loader(cfg, False, session.distributed, static_compile=static)
     name = cfg.DATASETS.TEST[0]
     out = Path(cfg.OUTPUT_DIR) / "inference" / name if cfg.OUTPUT_DIR else None
     return inference(

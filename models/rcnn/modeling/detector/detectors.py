@@ -11,11 +11,14 @@ from rcnn.modeling.rpn import build_rpn
 _DETECTION_META_ARCHITECTURES = {"GeneralizedRCNN": GeneralizedRCNN}
 
 
-def build_detection_model(cfg, compile_backend: str = "inductor") -> GeneralizedRCNN:
+def build_detection_model(
+    cfg, compile_backend: str = "inductor", compile_shapes: str = "static"
+) -> GeneralizedRCNN:
     """Backbone, RPN and ROI heads from cfg.MODEL.*; the only place that reads the config.
 
     With MODEL.COMPILE the backbone is compiled by `compile_backend` (the device adapter's
-    supports_compile() names it)."""
+    supports_compile() names it) for MODEL.COMPILE_SHAPES, or else `compile_shapes` (the
+    adapter's): "static" or "dynamic"."""
     arch = cfg.MODEL.META_ARCHITECTURE
     if arch not in _DETECTION_META_ARCHITECTURES:
         raise ValueError(
@@ -34,6 +37,8 @@ def build_detection_model(cfg, compile_backend: str = "inductor") -> Generalized
         reason = compile_unavailable_reason()
         if reason is not None:
             raise ValueError(f"MODEL.COMPILE: {reason}")
-        # In place, so state-dict names stay; static shapes: one graph per padded input size.
-        model.backbone.compile(backend=compile_backend, dynamic=False)
+        # In place, so state-dict names stay; static: one graph per padded input size (the
+        # data loader's shape buckets keep those few and known).
+        dynamic = (cfg.MODEL.COMPILE_SHAPES or compile_shapes) == "dynamic"
+        model.backbone.compile(backend=compile_backend, dynamic=dynamic)
     return model
