@@ -4,6 +4,7 @@ counters of the measured window (tests/benchmark/strict_window.py)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -61,6 +62,32 @@ def test_the_counter_counts_only_in_compute_and_leaves_torch_as_it_was():
     assert counts.h2d_copies == 0 and counts.recompiles == 0
     assert {n: (n in vars(torch.Tensor), getattr(torch.Tensor, n)) for n in PATCHED} == methods
     assert "synchronize" not in vars(adapter)
+
+
+def test_the_counter_counts_blocking_ops_where_python_calls_them():
+    """Ops a card blocks the host on, counted by the model's site; what torch runs inside C++
+    (index_put_ with a mask) is not seen, so the record says its counts are a lower bound."""
+    native_nms = importlib.import_module("rcnn.layers.native.nms")  # the package's nms: a function
+    adapter, index = resolve("cpu")
+    counter = ConductCounter(adapter, index)
+    counter.open()
+    counter.active = True
+    x = torch.arange(6.0)
+    mask = x > 2
+    x[mask], torch.nonzero(mask), x.unique(), torch.where(mask), torch.equal(x, x)
+    x.repeat_interleave(torch.tensor([1, 0, 2, 0, 0, 1])), torch.bincount(x.long())
+    x.clone()[mask] = x[:3]
+    # not blocking: a scalar into a mask (masked_fill), repeats known, where with values
+    x.clone()[mask] = 0.0
+    x.repeat_interleave(torch.ones(6, dtype=torch.int64), output_size=6), x.repeat_interleave(2)
+    torch.where(mask, x, 0.0), x[1:], x[torch.tensor([0, 1])]
+    x.clone().index_put_((mask,), x[:3])  # blocks on a card, unseen here
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30]])
+    native_nms.nms(boxes, torch.tensor([0.9, 0.8, 0.7]), 0.5)
+    counts = counter.close(iterations=1)
+    assert counts.sync_ops - counts.model_sync_ops == 8 and counts.lower_bound
+    assert counts.model_sync_ops_at == {"layers/native/nms.py": counts.model_sync_ops}
+    assert counts.model_sync_ops > 0 and counts.host_reads == counts.model_host_reads
 
 
 def harness_reads(conduct: dict) -> int:
