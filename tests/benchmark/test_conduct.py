@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from benchmark.__main__ import main
-from benchmark.conduct import READS, ConductCounter
+from benchmark.conduct import BLOCKING, READS, ConductCounter
 from benchmark.record import read_records
 from rcnn.device import resolve
 from rcnn.layers.native.groups import window_groups
@@ -51,7 +51,7 @@ BLOCKING_PER_BATCH = {
     f"{NMS} < {BOX}": 4,
     BOX: 1,
 }
-PATCHED = (*READS, "to", "__getitem__")
+PATCHED = (*READS, *BLOCKING, "to", "__getitem__", "__setitem__")
 TINY = ["--model", "faster_rcnn_R_18_FPN_quick", "--device", "strict", "--size", "64x64"]
 
 
@@ -76,6 +76,7 @@ def run_on_strict(*argv: str, results: Path, **flags: str) -> tuple[dict, dict]:
 def test_the_counter_counts_only_in_compute_and_leaves_torch_as_it_was():
     adapter, index = resolve("cpu")
     methods = {n: (n in vars(torch.Tensor), getattr(torch.Tensor, n)) for n in PATCHED}
+    functions = {n: getattr(torch, n) for n in (*BLOCKING, "where")}
     counter = ConductCounter(adapter, index)
     counter.open()
     x = torch.arange(4.0)
@@ -90,6 +91,7 @@ def test_the_counter_counts_only_in_compute_and_leaves_torch_as_it_was():
     assert (counts.host_reads, counts.model_host_reads, counts.syncs) == (3, 1, 1)
     assert counts.h2d_copies == 0 and counts.recompiles == 0
     assert {n: (n in vars(torch.Tensor), getattr(torch.Tensor, n)) for n in PATCHED} == methods
+    assert {n: getattr(torch, n) for n in functions} == functions
     assert "synchronize" not in vars(adapter)
 
 
