@@ -11,8 +11,15 @@ The harness counts, on every device, so that every train and infer record carrie
   how many came from pinned memory and were non-blocking;
 - recompilations: graphs torch._dynamo compiled inside the window;
 - the cards this process put its model and batches on.
-The strict test device counts the same things itself (torch.strict.counters()), so CI checks
-these counts against a device that cannot be fooled.
+- blocking ops: ops a card runs only once its queue drains, because their output's size
+  depends on the data (`nonzero`, a boolean-mask index, `unique`, `bincount`, `repeat_interleave`
+  without `output_size`) or they hand the host a value (`equal`), by the model or the harness;
+- where in the model each of its reads and blocking ops was made (`model_reads_at`: the file,
+  and the modeling stage that called it).
+Both counts are taken where Python calls torch, so they are lower bounds (`lower_bound`): a read
+or blocking op that torch makes inside C++ on its own is not seen. The strict test device counts
+the same things at the operator itself (torch.strict.counters()), so CI checks these counts
+against a device that cannot be fooled.
 """
 
 from __future__ import annotations
@@ -31,6 +38,17 @@ from rcnn.device import DeviceAdapter, on_host
 
 # the Tensor methods that hand a value to the host: each waits for the card's queued work
 READS = ("item", "tolist", "cpu", "numpy", "__float__", "__int__", "__bool__", "__index__")
+# the functions (torch.X and Tensor.X) a card blocks the host on: a size or a value the data holds
+BLOCKING = (
+    "nonzero",
+    "argwhere",
+    "masked_select",
+    "unique",
+    "unique_consecutive",
+    "bincount",
+    "repeat_interleave",
+    "equal",
+)
 # indexing with a 0-dim integer tensor reads it to the host inside C++, past __index__
 # a read from code in these folders of the rcnn package is the model's, from the rest of rcnn
 # or from the harness the harness's; torch's and a plug-in's own frames are looked past
@@ -45,20 +63,29 @@ def compiled_graphs() -> int:
     return 0 if utils is None else int(utils.counters["stats"].get("unique_graphs", 0))
 
 
-def _by_model(frame: FrameType | None) -> bool:
-    """Whether the first of our frames up the stack (past torch's and a plug-in's own code,
-    which a device's read method may pass through) is the model's."""
+def _site(frame: FrameType | None) -> str | None:
+    """Where the model made a read: the first of our frames up the stack (past torch's and a
+    plug-in's own code, which a device's read method may pass through), and the modeling stage
+    that called it when that is another file ("layers/native/nms.py < modeling/rpn/inference.py");
+    None when the first of our frames is the harness's."""
+    site = None
     while frame is not None:
         path = frame.f_code.co_filename
         if path == __file__:  # this module's wrappers, another counter's too (compare)
             frame = frame.f_back
             continue
         if path.startswith(MODEL_CODE):
-            return True
-        if path.startswith(HARNESS_CODE):
-            return False
+            name = Path(path).relative_to(RCNN_CODE).as_posix()
+            if path.startswith(MODEL_CODE[0]) and site in (None, name):
+                return name  # a stage's own read
+            if site is None:
+                site = name
+            elif path.startswith(MODEL_CODE[0]):
+                return f"{site} < {name}"
+        elif path.startswith(HARNESS_CODE):
+            return site
         frame = frame.f_back
-    return False
+    return site
 
 
 def _is_integer(dtype: torch.dtype) -> bool:
@@ -71,6 +98,32 @@ def _scalar_index(index: object) -> torch.Tensor | None:
         if isinstance(item, torch.Tensor) and item.dim() == 0 and _is_integer(item.dtype):
             return item
     return None
+
+
+def _is_mask(index: object) -> bool:
+    return isinstance(index, torch.Tensor) and index.dtype in (torch.bool, torch.uint8)
+
+
+def _masks(index: object) -> bool:
+    """Whether an index holds a boolean mask (a nonzero inside the indexing)."""
+    return any(_is_mask(i) for i in (index if isinstance(index, tuple) else (index,)))
+
+
+def _blocks(name: str, args: tuple, kwargs: dict) -> torch.Tensor | None:
+    """The tensor a blocking call waits on, or None when this call does not block: assigning
+    without a mask or `x[mask] = scalar` (torch runs masked_fill), repeat_interleave with
+    `output_size` or int repeats, torch.where with a condition and values."""
+    if name == "__setitem__":
+        value = args[2]
+        scalar = not isinstance(value, torch.Tensor) or value.dim() == 0
+        return args[0] if _masks(args[1]) and not scalar else None
+    if name == "where":
+        return args[0] if len(args) == 1 and not kwargs else None
+    if name == "repeat_interleave":
+        repeats = kwargs.get("repeats", args[1] if len(args) > 1 else args[0])
+        counted = isinstance(repeats, torch.Tensor) and kwargs.get("output_size") is None
+        return repeats if counted else None
+    return next((a for a in args if isinstance(a, torch.Tensor)), None)
 
 
 def _target(args: tuple, kwargs: dict) -> torch.device | None:
@@ -88,6 +141,11 @@ class Counts:
     iterations: int = 0
     host_reads: int = 0
     model_host_reads: int = 0  # of host_reads, those the model's own code made
+    sync_ops: int = 0  # blocking ops (BLOCKING, boolean-mask indexing) during compute
+    model_sync_ops: int = 0
+    model_reads_at: dict[str, int] = field(default_factory=dict)  # by _site
+    model_sync_ops_at: dict[str, int] = field(default_factory=dict)
+    lower_bound: bool = True  # counted where Python calls torch: C++'s own reads are not seen
     syncs: int = 0  # synchronizes besides the timer's boundaries
     h2d_copies: int = 0  # tensors moved host -> card with Tensor.to
     h2d_pinned: int = 0
@@ -110,15 +168,26 @@ class ConductCounter:
         self._open = False
         self._graphs = 0
         self._saved: dict[str, Any] = {}
+        self._saved_torch: dict[str, Any] = {}  # torch.X functions patched while open
         self._inherited: set[str] = set()  # methods torch.Tensor takes from its C base class
         self._cards: set[int] = set()
         # the timer's boundaries call this, never the counted one
         self.synchronize: Callable[[], None] = lambda sync=adapter.synchronize: sync(index)
 
-    def _read(self, tensor: torch.Tensor) -> None:
-        if self.active and tensor.device.type == self.device.type:
+    def _read(self, tensor: torch.Tensor, blocking: bool = False) -> None:
+        if not (self.active and tensor.device.type == self.device.type):
+            return
+        site = _site(sys._getframe(1))
+        if blocking:
+            self.counts.sync_ops += 1
+            at = self.counts.model_sync_ops_at
+        else:
             self.counts.host_reads += 1
-            self.counts.model_host_reads += _by_model(sys._getframe(1))
+            at = self.counts.model_reads_at
+        if site is not None:
+            self.counts.model_sync_ops += blocking
+            self.counts.model_host_reads += not blocking
+            at[site] = at.get(site, 0) + 1
 
     def open(self, model: torch.nn.Module | None = None) -> None:
         """The window opens: patch the host-read methods and the adapter's synchronize."""
@@ -127,11 +196,14 @@ class ConductCounter:
         self._open = True
         self._graphs = compiled_graphs()
         self.uses(model)
-        for name in (*READS, "to", "__getitem__"):
+        for name in (*READS, *BLOCKING, "to", "__getitem__", "__setitem__"):
             self._saved[name] = getattr(torch.Tensor, name)
             if name not in vars(torch.Tensor):
                 self._inherited.add(name)
             setattr(torch.Tensor, name, self._counted(name, self._saved[name]))
+        for name in (*BLOCKING, "where"):
+            self._saved_torch[name] = getattr(torch, name)
+            setattr(torch, name, self._counted_blocking(name, self._saved_torch[name]))
         sync = self.adapter.synchronize
 
         def counted_sync(*args, **kwargs):
@@ -141,24 +213,43 @@ class ConductCounter:
         self.adapter.synchronize = counted_sync  # an instance attribute, removed by close()
 
     def _counted(self, name: str, method: Callable) -> Callable:
+        if name in (*BLOCKING, "__setitem__"):
+            return self._counted_blocking(name, method)
+
         def read(tensor, *args, **kwargs):
             if name == "to":
                 return self._moved(method, tensor, args, kwargs)
+            if name == "__getitem__" and not self._reading and _masks(args[0]):
+                return self._read_once(tensor, method, tensor, *args, blocking=True, **kwargs)
             # indexing reads its 0-dim index, if any; a device's own read method may read
             # again: one read, not two
             read_from = _scalar_index(args[0]) if name == "__getitem__" else tensor
             if read_from is None or self._reading:
                 return method(tensor, *args, **kwargs)
-            return self._read_once(read_from, method, tensor, args, kwargs)
+            return self._read_once(read_from, method, tensor, *args, **kwargs)
 
         return read
 
-    def _read_once(self, read_from: torch.Tensor, method: Callable, tensor, args, kwargs):
-        """Count one read of `read_from`, then call the method; reads inside it are its own."""
-        self._read(read_from)
+    def _counted_blocking(self, name: str, function: Callable) -> Callable:
+        """`function` (torch.X or Tensor.X), counted as a blocking op when this call blocks."""
+
+        def blocking(*args, **kwargs):
+            waits_on = None if self._reading else _blocks(name, args, kwargs)
+            if waits_on is None:
+                return function(*args, **kwargs)
+            return self._read_once(waits_on, function, *args, blocking=True, **kwargs)
+
+        return blocking
+
+    def _read_once(
+        self, read_from: torch.Tensor, method: Callable, *args, blocking: bool = False, **kwargs
+    ):
+        """Count one read of `read_from` (a blocking op's wait with `blocking`), then call the
+        method; reads inside it are its own."""
+        self._read(read_from, blocking)
         self._reading = True
         try:
-            return method(tensor, *args, **kwargs)
+            return method(*args, **kwargs)
         finally:
             self._reading = False
 
@@ -169,7 +260,7 @@ class ConductCounter:
         if target is None or self._reading or on_host(tensor.device) == on_host(target):
             return to(tensor, *args, **kwargs)
         if on_host(target):
-            return self._read_once(tensor, to, tensor, args, kwargs)
+            return self._read_once(tensor, to, tensor, *args, **kwargs)
         self._cards.add(target.index if target.index is not None else self.own_card)
         self.counts.h2d_copies += 1
         self.counts.h2d_pinned += tensor.is_pinned()
@@ -193,6 +284,8 @@ class ConductCounter:
                     delattr(torch.Tensor, name)
                 else:
                     setattr(torch.Tensor, name, method)
+            for name, function in self._saved_torch.items():
+                setattr(torch, name, function)
             vars(self.adapter).pop("synchronize", None)
             self.counts.recompiles = compiled_graphs() - self._graphs
             self._open = False
@@ -227,9 +320,10 @@ def broken(counts: Counts, limits: Budget, own_card: int) -> list[str]:
     per_iter = (counts.host_reads + counts.syncs) / iterations
     if per_iter > limits.reads_per_iter + 1e-9:
         model = counts.model_host_reads / iterations
+        blocking = counts.sync_ops / iterations
         reasons.append(
             f"host reads {per_iter:.2f}/iteration > {limits.reads_per_iter:.2f} "
-            f"(the model's {model:.2f})"
+            f"(the model's {model:.2f}; blocking ops besides: {blocking:.2f})"
         )
     if limits.pinned and counts.h2d_pinned < counts.h2d_copies:
         reasons.append(f"{counts.h2d_copies - counts.h2d_pinned} batch copies not pinned")

@@ -88,7 +88,7 @@ class CollectiveRow(TypedDict):
     busbw_gb_s: float
 
 
-class Conduct(TypedDict):
+class _ConductCounts(TypedDict):
     """What the timed window did that a real card punishes (benchmark.conduct); counts are the
     worst rank's, cards_touched lists every rank's."""
 
@@ -103,6 +103,17 @@ class Conduct(TypedDict):
     recompiles: int  # graphs torch._dynamo compiled inside the window
     cards_touched: list[list[int]]  # per rank
     budget_broken: list[str]  # every budget a rank broke; empty when it kept them all
+
+
+class Conduct(_ConductCounts, total=False):
+    """The counts records before blocking ops were counted lack."""
+
+    # ops a card blocks the host on (nonzero, boolean-mask indexing, unique, equal ...)
+    sync_ops: int
+    model_sync_ops: int
+    model_reads_at: dict[str, int]  # the model's reads by file < modeling stage
+    model_sync_ops_at: dict[str, int]
+    lower_bound: bool  # counted at Python's calls: reads torch makes inside C++ are unseen
 
 
 class LoaderRun(TypedDict):

@@ -330,21 +330,28 @@ def throughputs_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def conduct_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per train/infer cell: host reads per iteration (the model's among them), pinned batch
-    copies, recompilations in the window, the cards each rank touched, and every budget a run
-    of the cell broke (benchmark.conduct)."""
+    """Per train/infer cell: host reads and blocking ops per iteration (the model's among
+    them; blocking ops are a lower bound off the strict device), pinned batch copies,
+    recompilations in the window, the cards each rank touched, and every budget a run of the
+    cell broke (benchmark.conduct)."""
     runs = _ok_with(df, "conduct.iterations")
     if runs.empty:
         return pd.DataFrame()
     keys = RUN_CELL
+    iterations = runs["conduct.iterations"]
+    missing = pd.Series(float("nan"), index=runs.index)  # records from before blocking ops
     runs = runs.assign(
-        model_reads=runs["conduct.model_host_reads"] / runs["conduct.iterations"],
+        model_reads=runs["conduct.model_host_reads"] / iterations,
+        blocking=runs.get("conduct.sync_ops", missing) / iterations,
+        model_blocking=runs.get("conduct.model_sync_ops", missing) / iterations,
         cards_touched=[_text(c) for c in runs["conduct.cards_touched"]],
     )
     cells = runs.groupby(keys)
     table = cells.agg(
         reads=("conduct.host_reads_per_iter", "median"),
         model_reads=("model_reads", "median"),
+        blocking=("blocking", "median"),
+        model_blocking=("model_blocking", "median"),
         copies=("conduct.h2d_copies", "median"),
         pinned=("conduct.h2d_pinned", "median"),
         recompiles=("conduct.recompiles", "max"),
@@ -358,11 +365,16 @@ def conduct_table(df: pd.DataFrame) -> pd.DataFrame:
         f"{_num(r, '{:.3g}')} ({_num(m, '{:.3g}')})"
         for r, m in zip(table.pop("reads"), table.pop("model_reads"), strict=True)
     ]
+    table["blocking ops/it (model's)"] = [
+        f"{_num(b, '{:.3g}')} ({_num(m, '{:.3g}')})"
+        for b, m in zip(table.pop("blocking"), table.pop("model_blocking"), strict=True)
+    ]
     table["pinned/copies"] = [
         f"{_num(p, '{:.0f}')}/{_num(c, '{:.0f}')}"
         for p, c in zip(table.pop("pinned"), table.pop("copies"), strict=True)
     ]
-    order = ["host reads/it (model's)", "pinned/copies", "recompiles", "cards_touched", "budget"]
+    order = ["host reads/it (model's)", "blocking ops/it (model's)", "pinned/copies"]
+    order += ["recompiles", "cards_touched", "budget"]
     return _order(table[[*order, "runs"]].reset_index(), keys).rename(columns=LABELS)
 
 

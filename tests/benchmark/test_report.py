@@ -467,7 +467,8 @@ def conduct(reads: int, model_reads: int, pinned: int, broken: list[str]) -> dic
 
 def test_the_conduct_table_shows_each_cell_and_flags_a_broken_budget(tmp_path):
     kept = conduct(4, 0, 8, [])
-    broken = conduct(12, 8, 2, ["rank 1: 6 batch copies not pinned"])
+    broken = {**conduct(12, 8, 2, ["rank 1: 6 batch copies not pinned"]), "sync_ops": 20}
+    broken["model_sync_ops"] = 18
     write_run(tmp_path, rec("gpu-a", cards=2, conduct=kept))
     write_run(tmp_path, rec("gpu-a", cards=2, precision="fp16", conduct=broken))
     write_run(tmp_path, rec("gpu-a", cards=1))  # an older record: no conduct, no row
@@ -476,6 +477,9 @@ def test_the_conduct_table_shows_each_cell_and_flags_a_broken_budget(tmp_path):
     assert list(table.index) == ["fp32", "fp16"]
     assert table.loc["fp32", "host reads/it (model's)"] == "1 (0)"
     assert table.loc["fp16", "host reads/it (model's)"] == "3 (2)"
+    # blocking ops: counted by newer records only
+    assert table.loc["fp16", "blocking ops/it (model's)"] == "5 (4.5)"
+    assert table.loc["fp32", "blocking ops/it (model's)"] == "- (-)"
     assert (
         table.loc["fp32", "pinned/copies"] == "8/8" and table.loc["fp16", "pinned/copies"] == "2/8"
     )

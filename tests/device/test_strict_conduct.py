@@ -31,6 +31,7 @@ def test_counters_count_host_reads_copies_syncs_and_cards():
         """
     )
     zero = {"synchronize": 0, "d2h": 0, "h2d": 0, "h2d_pinned": 0, "h2d_non_blocking": 0}
+    zero.update(sync_ops=0, sync_ops_by_name={})
     assert out["reset"] == {**zero, "cards_touched": []}
     assert out["pinned"] is True
     assert out["after"] == {
@@ -39,9 +40,49 @@ def test_counters_count_host_reads_copies_syncs_and_cards():
         "h2d": 3,
         "h2d_pinned": 1,
         "h2d_non_blocking": 2,
+        "sync_ops": 0,
+        "sync_ops_by_name": {},
         "cards_touched": [0],
     }
     assert out["cards"] == [0, 1]
+
+
+def test_ops_that_block_the_host_are_counted_by_name():
+    """What a card runs only once its queue drains: an output sized by the data, or a value
+    for the host; their data-independent twins are not counted."""
+    out = run_python(
+        """
+        x = torch.arange(6.0, device="strict")
+        mask, reps = x > 2, torch.tensor([1, 2, 3], device="strict")
+        torch.strict.reset_counters()
+        x[mask], mask.nonzero(), torch.where(mask), x.masked_select(mask)
+        torch.unique(x), torch.unique(x[None], dim=0), torch.unique_consecutive(x)
+        torch.bincount(reps, minlength=3), torch.equal(x, x)
+        torch.repeat_interleave(reps), x[:3].repeat_interleave(reps)
+        y = x.clone()
+        y[mask] = x[:3]  # a tensor of values: index_put with a nonzero inside
+        blocking = torch.strict.counters()
+        torch.strict.reset_counters()
+        y[mask] = 0.0  # masked_fill: no size to learn
+        x[1:], x[torch.tensor([0, 2], device="strict")], x.sum(), mask.any()
+        x[:3].repeat_interleave(reps, output_size=6)
+        print(json.dumps({"blocking": blocking, "free": torch.strict.counters()}))
+        """
+    )
+    assert out["blocking"]["sync_ops_by_name"] == {
+        "aten::_unique2": 1,
+        "aten::bincount": 1,
+        "aten::equal": 1,
+        "aten::index": 1,
+        "aten::index_put_": 1,
+        "aten::masked_select": 1,
+        "aten::nonzero": 2,
+        "aten::repeat_interleave": 2,
+        "aten::unique_consecutive": 1,
+        "aten::unique_dim": 1,
+    }
+    assert out["blocking"]["sync_ops"] == 12 and out["blocking"]["d2h"] == 0
+    assert out["free"]["sync_ops"] == 0 and out["free"]["sync_ops_by_name"] == {}
 
 
 def test_strict_mode_lets_rank_r_touch_only_card_r_and_the_parent_none(tmp_path):

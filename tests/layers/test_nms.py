@@ -147,3 +147,42 @@ def test_nms_under_autocast_matches_float32(ops_mode):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         keep = nms(boxes, scores, 0.6)
     assert keep.tolist() == torchvision.ops.nms(boxes, scores, 0.6).tolist()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(-2.0, 2.0) | st.sampled_from([0.0, 0.3, 0.5, 0.7, 1.0, 1e-40, -1e-40]))
+def test_the_threshold_is_rounded_down_on_the_host_as_torch_rounds_it(threshold):
+    """The largest float32 <= the threshold, from the float's bits (no tensor, no read)."""
+    rounded = torch.tensor(threshold, dtype=torch.float32)
+    if rounded.item() > threshold:
+        rounded = torch.nextafter(rounded, torch.tensor(float("-inf")))
+    assert native_nms_module._threshold_below(threshold, torch.float32) == rounded.item()
+    assert native_nms_module._threshold_below(threshold, torch.float64) == threshold
+
+
+@pytest.mark.parametrize("padded_elements", [0, 1 << 20])
+def test_off_the_host_nms_tests_its_fixed_point_less_often_with_the_same_result(
+    monkeypatch, padded_elements
+):
+    """On a card each test of the fixed point is a wait: it tests after 2, 4, 8 ... steps,
+    and keeps exactly what testing after every step (the host's way) keeps."""
+    monkeypatch.setattr(native_nms_module, "_PADDED_ELEMENTS", padded_elements)
+    boxes = random_boxes(7, 600, 1.0, 0.0) * 2
+    scores = random_scores(7, 600, 0)
+    idxs = torch.randint(0, 4, (600,), generator=torch.Generator().manual_seed(2))
+    equal, tests = torch.equal, []
+
+    def counted(a, b):
+        tests.append(1)
+        return equal(a, b)
+
+    monkeypatch.setattr(torch, "equal", counted)
+    on_host = native.batched_nms(boxes, scores, idxs, 0.3)
+    host_tests = len(tests)
+    monkeypatch.setattr(native_nms_module, "on_host", lambda device: False)
+    tests.clear()
+    on_card = native.batched_nms(boxes, scores, idxs, 0.3)
+    assert on_card.tolist() == on_host.tolist()
+    want = torchvision.ops.batched_nms(boxes, scores, idxs, 0.3)
+    assert on_card.tolist() == want.tolist()
+    assert 0 < len(tests) < host_tests, (len(tests), host_tests)

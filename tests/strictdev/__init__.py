@@ -9,8 +9,10 @@ the device has no kernel for (`unfold`, what `Tensor.repeat` lowers to). It has 
 collective backend of its own.
 
 It counts what a real card punishes: `torch.strict.counters()` returns {"synchronize", "d2h"
-(item/_local_scalar_dense, tolist, copies to the host), "h2d", "h2d_pinned", "h2d_non_blocking":
-int, "cards_touched": sorted card indices}; `torch.strict.reset_counters()` zeroes them all.
+(item/_local_scalar_dense, tolist, copies to the host), "h2d", "h2d_pinned", "h2d_non_blocking",
+"sync_ops" (ops a card blocks the host on: nonzero, boolean-mask indexing, unique*, bincount,
+repeat_interleave without output_size, equal): int, "sync_ops_by_name": {aten name: int},
+"cards_touched": sorted card indices}; `torch.strict.reset_counters()` zeroes them all.
 
 Use it from the command line (tests/ on the path, the module named as the plug-in):
 

@@ -16,7 +16,43 @@ from collections.abc import Callable
 
 import torch
 
-KEYS = ("synchronize", "d2h", "h2d", "h2d_pinned", "h2d_non_blocking")
+KEYS = ("synchronize", "d2h", "h2d", "h2d_pinned", "h2d_non_blocking", "sync_ops")
+# ops a card runs only after its queue drains: their output's size depends on the data (the
+# host must learn it to allocate), or they hand the host a Python value
+_SIZED_BY_DATA = {
+    "aten::nonzero",
+    "aten::masked_select",
+    "aten::_unique",
+    "aten::_unique2",
+    "aten::unique_dim",
+    "aten::unique_consecutive",
+    "aten::unique_dim_consecutive",
+    "aten::bincount",  # its length is the largest value + 1
+}
+_VALUE_TO_HOST = {"aten::equal"}
+_MASK_INDEXED = {"aten::index", "aten::index_put", "aten::index_put_", "aten::_index_put_impl_"}
+
+
+def _mask(index: object) -> bool:
+    return isinstance(index, torch.Tensor) and index.dtype in (torch.bool, torch.uint8)
+
+
+def blocking_op(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether a card blocks the host on this op: a size or a value only the data knows.
+
+    repeat_interleave blocks without `output_size`; indexing blocks with a boolean mask (a
+    nonzero inside), but for `x[mask] = scalar`, which torch runs as masked_fill."""
+    if name in _SIZED_BY_DATA or name in _VALUE_TO_HOST:
+        return True
+    if name == "aten::repeat_interleave":
+        return kwargs.get("output_size") is None
+    if name in _MASK_INDEXED and len(args) > 1:
+        indices = [i for i in args[1] if i is not None]
+        if not any(_mask(i) for i in indices):
+            return False
+        value = args[2] if len(args) > 2 else None
+        return not (len(indices) == 1 and isinstance(value, torch.Tensor) and value.numel() == 1)
+    return False
 
 
 class Conduct:
@@ -26,6 +62,7 @@ class Conduct:
         self.device = device
         self.strict = strict
         self.counts: Counter[str] = Counter()
+        self.sync_ops: Counter[str] = Counter()  # blocking ops by aten name
         self.cards: set[int] = set()
         self.pinned: set[int] = set()  # data_ptrs of host storages pinned through pin_memory()
 
@@ -61,6 +98,11 @@ class Conduct:
     def device_to_host(self) -> None:
         self.counts["d2h"] += 1
 
+    def blocked(self, name: str) -> None:
+        """An op that blocks the host until the card is done (`blocking_op`)."""
+        self.counts["sync_ops"] += 1
+        self.sync_ops[name] += 1
+
     def host_to_device(self, source: torch.Tensor, non_blocking: bool) -> None:
         self.counts["h2d"] += 1
         self.counts["h2d_pinned"] += self.is_pinned(source)
@@ -78,10 +120,15 @@ class Conduct:
         return tensor.device.type == "cpu" and tensor.untyped_storage().data_ptr() in self.pinned
 
     def counters(self) -> dict:
-        return {**{k: self.counts[k] for k in KEYS}, "cards_touched": sorted(self.cards)}
+        return {
+            **{k: self.counts[k] for k in KEYS},
+            "sync_ops_by_name": dict(sorted(self.sync_ops.items())),
+            "cards_touched": sorted(self.cards),
+        }
 
     def reset(self) -> None:
         self.counts.clear()
+        self.sync_ops.clear()
         self.cards.clear()
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
-from .conduct import Conduct, install_accelerator, install_pinning
+from .conduct import Conduct, blocking_op, install_accelerator, install_pinning
 
 NAME = "strict"
 # torchvision registers no kernels for an out-of-tree device, so its ops raise here too.
@@ -164,9 +164,11 @@ _KEYS = ("CPU", "Meta", "BackendSelect", "Python", "ADInplaceOrView", "AutogradO
 
 
 def _count_transfer(name: str, args: tuple, kwargs: dict) -> None:
-    """Count the host reads and host-to-device copies a real card would make."""
+    """Count the host reads, blocking ops and host-to-device copies a real card would make."""
     conduct = STATE.conduct
-    if name == "aten::_local_scalar_dense":
+    if blocking_op(name, args, kwargs):
+        conduct.blocked(name)
+    elif name == "aten::_local_scalar_dense":
         conduct.device_to_host()
     elif name == "aten::_to_copy":
         target = kwargs.get("device")

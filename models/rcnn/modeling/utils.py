@@ -18,3 +18,14 @@ def permute_and_flatten(
     """[N, A*C, H, W] -> [N, H*W*A, C]: the anchor generator's order (location-major)."""
     layer = layer.view(n, a, c, h, w).permute(0, 3, 4, 1, 2)
     return layer.reshape(n, -1, c)
+
+
+def group_sizes(
+    groups: torch.Tensor, num_groups: int, counted: torch.Tensor | None = None
+) -> torch.Tensor:
+    """How many elements (`counted` ones only, if given) each of groups 0..num_groups-1 has:
+    bincount with its length known on the host (bincount's own length is the largest id + 1,
+    which a card must read first)."""
+    ones = torch.ones_like(groups) if counted is None else counted.long()
+    sizes = torch.zeros(num_groups, dtype=torch.int64, device=groups.device)
+    return sizes.index_add_(0, groups, ones)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .groups import bags, window_groups
+from .groups import bags, one_window, window_groups
 
 
 def _pair(size: int | tuple[int, int]) -> tuple[int, int]:
@@ -91,10 +91,11 @@ def roi_align(
     features = input.permute(0, 2, 3, 1).reshape(-1, channels)
 
     taps, weights, sizes, order = [], [], [], []
-    for idx, gh, gw in window_groups(grid_h, grid_w):
+    fixed = sampling_ratio > 0
+    for idx, gh, gw in one_window(sampling_ratio) if fixed else window_groups(grid_h, grid_w):
         y_idx, y_w = _axis_taps(y1[idx], bin_h[idx], grid_h[idx], pooled_h, gh, height)
         x_idx, x_w = _axis_taps(x1[idx], bin_w[idx], grid_w[idx], pooled_w, gw, width)
-        if sampling_ratio <= 0:
+        if not fixed:
             y_idx, y_w = _merge_taps(y_idx, y_w, min(2 * gh, gh + 1), height)
             x_idx, x_w = _merge_taps(x_idx, x_w, min(2 * gw, gw + 1), width)
         # Broadcast to [n, ph, pw, taps_y, taps_x]: one bag per bin.
@@ -107,7 +108,7 @@ def roi_align(
         weight = weight / count[idx, None, None, None, None]
         taps.append(flat.reshape(-1))
         weights.append(weight.reshape(-1))
-        bins = idx.shape[0] * pooled_h * pooled_w
+        bins = y_idx.shape[0] * pooled_h * pooled_w
         bag = y_idx.shape[-1] * x_idx.shape[-1]
         sizes.append(torch.full((bins,), bag, dtype=torch.int64, device=input.device))
         order.append(idx)

@@ -12,22 +12,40 @@ import torch
 
 from rcnn.layers import batched_nms
 from rcnn.modeling.box_coder import BoxCoder
-from rcnn.modeling.utils import permute_and_flatten
+from rcnn.modeling.utils import group_sizes, permute_and_flatten
 from rcnn.structures.bounding_box import TO_REMOVE, BoxList
 from rcnn.structures.boxlist_ops import cat_boxlist, legacy_nms_boxes
 
 
-def rank_within_groups(groups: torch.Tensor) -> torch.Tensor:
-    """For each element, how many earlier elements share its group (0 for the first)."""
+def rank_within_groups(groups: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
+    """For each element, how many earlier elements share its group (0 for the first); with
+    `num_groups` (ids below it) nothing waits on the card."""
     if groups.numel() == 0:
         return groups.clone()
     order = torch.argsort(groups, stable=True)
     sorted_groups = groups[order]
-    counts = torch.bincount(sorted_groups)
+    if num_groups is None:
+        counts = torch.bincount(sorted_groups)
+    else:
+        counts = group_sizes(sorted_groups, num_groups)
     starts = torch.cumsum(counts, 0) - counts
     ranks = torch.empty_like(groups)
     ranks[order] = torch.arange(groups.numel(), device=groups.device) - starts[sorted_groups]
     return ranks
+
+
+def first_in_groups(selected: torch.Tensor, groups: torch.Tensor, top_n: int) -> torch.Tensor:
+    """`selected` narrowed to the first `top_n` selected elements of each group, in order, as
+    a mask: no element is dropped, so nothing waits on the card for a count."""
+    order = torch.argsort(groups, stable=True)
+    chosen = selected[order].long()
+    before = torch.cumsum(chosen, 0) - chosen  # selected elements before, over all groups
+    first = torch.ones_like(groups, dtype=torch.bool)
+    first[1:] = groups[order][1:] != groups[order][:-1]
+    group_start = torch.cummax(torch.where(first, before, 0), 0).values
+    narrowed = torch.empty_like(selected)
+    narrowed[order] = selected[order] & (before - group_start < top_n)
+    return narrowed
 
 
 class RPNPostProcessor:
@@ -91,25 +109,28 @@ class RPNPostProcessor:
         widths = proposals[..., 2] - proposals[..., 0] + TO_REMOVE
         heights = proposals[..., 3] - proposals[..., 1] + TO_REMOVE
         valid = ((widths >= self.min_size) & (heights >= self.min_size)).reshape(-1)
+        valid = torch.nonzero(valid).squeeze(1)  # one wait for the boxes' count, not three
 
         image_idx = torch.arange(n, device=scores.device)[:, None].expand(n, k).reshape(-1)
         groups = (image_idx * num_levels + levels.expand(n, k).reshape(-1))[valid]
         flat_boxes = proposals.reshape(-1, 4)[valid]
         flat_scores = scores.reshape(-1)[valid]
         keep = batched_nms(legacy_nms_boxes(flat_boxes), flat_scores, groups, self.nms_thresh)
-        keep = keep[rank_within_groups(groups[keep]) < self.post_nms_top_n]
+        # Which of NMS's kept boxes become proposals, as a mask over them (kept is sorted by
+        # score): no count is needed on the host until the one read of the sizes per image.
+        kept_groups = groups[keep]
+        chosen = rank_within_groups(kept_groups, n * num_levels) < self.post_nms_top_n
+        image_of_kept = kept_groups // num_levels
         if num_levels > 1:
             if self.fpn_post_nms_per_batch:
-                # Training: the best proposals over the whole batch (keep is sorted by score).
-                keep = keep[: self.fpn_post_nms_top_n]
+                # Training: the best proposals over the whole batch.
+                chosen &= torch.cumsum(chosen, 0) <= self.fpn_post_nms_top_n
             else:
-                per_image_rank = rank_within_groups(groups[keep] // num_levels)
-                keep = keep[per_image_rank < self.fpn_post_nms_top_n]
-
-        image_of_kept = groups[keep] // num_levels
-        order = torch.argsort(image_of_kept, stable=True)
-        keep = keep[order]
-        counts = torch.bincount(image_of_kept, minlength=n).tolist()
+                chosen = first_in_groups(chosen, image_of_kept, self.fpn_post_nms_top_n)
+        # Chosen boxes image by image (score order within an image), the rest after them.
+        order = torch.argsort(torch.where(chosen, image_of_kept, n), stable=True)
+        counts = group_sizes(image_of_kept, n, chosen).tolist()  # the stage's one read
+        keep = keep[order[: sum(counts)]]
         results = []
         for i, idx in enumerate(keep.split(counts)):
             h, w = image_sizes[i]

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from rcnn.layers import batched_nms
 from rcnn.modeling.box_coder import BoxCoder
+from rcnn.modeling.utils import group_sizes
 from rcnn.structures.bounding_box import TO_REMOVE, BoxList
 from rcnn.structures.boxlist_ops import legacy_nms_boxes
 
@@ -57,6 +58,7 @@ class PostProcessor:
         image_idx = torch.repeat_interleave(
             torch.arange(len(boxes), device=concat_boxes.device),
             torch.tensor(counts, device=concat_boxes.device),
+            output_size=sum(counts),  # known here: no wait on the card for it
         )
         sizes = torch.tensor(
             [b.size for b in boxes], dtype=proposals.dtype, device=proposals.device
@@ -64,7 +66,8 @@ class PostProcessor:
         max_xy = (torch.cat((sizes, sizes), dim=1) - TO_REMOVE)[image_idx][:, None, :]
         proposals = torch.minimum(proposals.clamp(min=0), max_xy)
 
-        # Background (class 0) never yields detections.
+        # Background (class 0) never yields detections. The candidates' count is the one
+        # wait besides NMS's own and the read of the sizes per image.
         candidates = class_prob[:, 1:] > self.score_thresh
         rows, cls = candidates.nonzero(as_tuple=True)
         cls = cls + 1
@@ -81,7 +84,7 @@ class PostProcessor:
         # host read of the piece sizes splits both, so the pieces cost no read per image.
         piece = images * 2 + self._past_top(images, det_scores[keep], len(boxes))
         keep = keep[torch.argsort(piece, stable=True)]
-        sizes = torch.bincount(piece, minlength=2 * len(boxes)).tolist()
+        sizes = group_sizes(piece, 2 * len(boxes)).tolist()
 
         results = []
         for box, idx in zip(boxes, keep.split(sizes)[::2], strict=True):
@@ -98,7 +101,7 @@ class PostProcessor:
         kept, as maskrcnn-benchmark); `images` sorted, scores in NMS order within an image."""
         if self.detections_per_img <= 0:
             return torch.zeros_like(images)
-        counts = torch.bincount(images, minlength=num_images)
+        counts = group_sizes(images, num_images)
         rank = (
             torch.arange(images.shape[0], device=images.device)
             - (counts.cumsum(0) - counts)[images]

@@ -55,18 +55,20 @@ def _paste_chunk(
     height: int,
     width: int,
     threshold: float,
+    grid_w: int,
+    rows: int,
 ) -> None:
     """Resize, threshold and write one chunk of detections into the flat uint8 `canvas`.
 
     `box` holds the integer boxes (x0, y0, box_w, box_h), `crop` their parts inside the image
-    (left, top, crop_w, crop_h). The rows of all crops are stacked (no padding in height); each
-    row is a window of the chunk's widest crop, shifted to lie inside the image, whose pixels
-    outside the crop come out as 0 (`threshold` >= 0).
+    (left, top, crop_w, crop_h); `grid_w` is the widest crop and `rows` the crops' heights
+    summed. The rows of all crops are stacked (no padding in height); each row is a window of
+    the chunk's widest crop, shifted to lie inside the image, whose pixels outside the crop
+    come out as 0 (`threshold` >= 0).
     """
     c, size = padded.shape[0], padded.shape[-1]
     x0, y0, box_w, box_h = box.unbind(1)
     left, top, crop_w, crop_h = crop.unbind(1)
-    grid_w = int(crop_w.max())
     cols = torch.arange(grid_w, device=padded.device)
     win_left = left.clamp(max=width - grid_w)
     # Width pass: every row of each padded mask resized to the window's columns.
@@ -87,9 +89,7 @@ def _paste_chunk(
     )
     horiz = horiz.transpose(1, 2).reshape(c * size, grid_w)
     # Height pass over the stacked crop rows: row r of detection d is image row top[d] + r.
-    det = torch.repeat_interleave(
-        torch.arange(c, device=padded.device), crop_h, output_size=int(crop_h.sum())
-    )
+    det = torch.repeat_interleave(torch.arange(c, device=padded.device), crop_h, output_size=rows)
     row = torch.arange(det.numel(), device=padded.device) - (crop_h.cumsum(0) - crop_h)[det]
     ty0, ty1, wy0, wy1 = _linear_taps(top[det] - y0[det] + row, box_h[det], size)
     value = horiz.index_select(0, base[det] + ty0)
@@ -138,18 +138,29 @@ def paste_masks_in_image(
     crop_w = ((x1 + 1).clamp(max=width) - left).clamp(min=0)
     crop_h = ((y1 + 1).clamp(max=height) - top).clamp(min=0)
 
-    # Detections whose box misses the image entirely paste nothing.
-    visible = torch.nonzero((crop_w > 0) & (crop_h > 0)).squeeze(1)
-    if visible.numel() == 0:
+    # Detections whose box misses the image entirely paste nothing. Two host reads per image
+    # plan the chunks: how many are visible with the largest crop, then each chunk's sizes.
+    visible = (crop_w > 0) & (crop_h > 0)
+    stats = torch.stack((visible.sum(), crop_w.max(), crop_h.max())).tolist()
+    num_visible, widest, tallest = stats
+    if num_visible == 0:
         return result
-    # Chunks of similar crop widths waste little of their common window width.
-    order = visible[torch.argsort(crop_w[visible], descending=True)]
-    per_chunk = max(1, min(max_chunk, chunk_elements // (int(crop_w.max()) * int(crop_h.max()))))
+    # Chunks of similar crop widths waste little of their common window width: the visible
+    # ones, widest first (the first of each chunk is its widest).
+    order = torch.argsort(torch.where(visible, crop_w, -1), descending=True)[:num_visible]
+    per_chunk = max(1, min(max_chunk, chunk_elements // (widest * tallest)))
+    heights = crop_h[order].cumsum(0)
+    ends = torch.arange(per_chunk, num_visible + per_chunk, per_chunk, device=order.device)
+    rows = heights[ends.clamp(max=num_visible) - 1]
+    rows = torch.cat((rows[:1], rows[1:] - rows[:-1]))
+    plan = torch.stack((crop_w[order[::per_chunk]], rows), dim=1).tolist()
     box = torch.stack((x0, y0, box_w, box_h), dim=1)
     crop = torch.stack((left, top, crop_w, crop_h), dim=1)
     canvas = result.view(-1)
-    for idx in order.split(per_chunk):
-        _paste_chunk(canvas, padded[idx], idx, box[idx], crop[idx], height, width, threshold)
+    for idx, (grid_w, rows) in zip(order.split(per_chunk), plan, strict=True):
+        _paste_chunk(
+            canvas, padded[idx], idx, box[idx], crop[idx], height, width, threshold, grid_w, rows
+        )
     return result
 
 
