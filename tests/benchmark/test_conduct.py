@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from benchmark.__main__ import main
-from benchmark.conduct import BLOCKING, READS, ConductCounter
+from benchmark.conduct import BLOCKING, READS, ConductCounter, Counts, broken, budget
 from benchmark.record import read_records
 from rcnn.device import resolve
 from rcnn.layers.native.groups import window_groups
@@ -119,6 +119,18 @@ def test_the_counter_counts_blocking_ops_where_python_calls_them():
     assert counts.sync_ops - counts.model_sync_ops == 8 and counts.lower_bound
     assert counts.model_sync_ops_at == {"layers/native/nms.py": counts.model_sync_ops}
     assert counts.model_sync_ops > 0 and counts.host_reads == counts.model_host_reads
+
+
+def test_the_read_budget_is_the_harness_s_and_the_model_s_reads_are_shown_beside_it():
+    """One read per inference batch: the results. The model's reads (its data-dependent
+    stages) are reported, not charged, else every inference record would flag a broken budget."""
+    limits = budget("infer", "iteration", log_period=20, iterations=2, pinned=False)
+    model_only = Counts(iterations=2, host_reads=2 + 8, model_host_reads=8)
+    assert broken(model_only, limits, own_card=0) == []
+    extra = Counts(iterations=2, host_reads=3 + 8, model_host_reads=8)
+    assert broken(extra, limits, own_card=0) == [
+        "harness host reads 1.50/iteration > 1.00 (the model's own besides: 4.00)"
+    ]
 
 
 def harness_reads(conduct: dict) -> int:
