@@ -2,10 +2,10 @@
 
 Recipe: 128 train / 32 val images of 128x128, 150 iterations of 4 images, lr 0.01 with 25
 warm-up iterations and a x0.1 step at 120, half the iterations of the recipe before it. An
-untrained model scores AP 0.000 on this val set; a bar sits below the APs measured for its
-config, far above zero. The measured APs are in the README ("Test-suite measurements"); where a
-config has no measurement there (libra), its bar leans on the old recipe's ranking (libra above
-faster).
+untrained model scores AP 0.000 on this val set. Each bar is its config's mean AP over seeds
+less three standard deviations of the seed-to-seed spread (pooled over the three configs),
+rounded down to 0.01; the APs by seed are in the README ("Test-suite measurements"), where a new
+host's or a new recipe's measurements go before a bar moves.
 
 Mask R-CNN is tested at 160 pixels, not at the images' 128, so its masks are brought back to
 the original size before scoring. Where the masks are pasted (evaluator or model) is
@@ -26,9 +26,9 @@ QUICK = Path(__file__).resolve().parents[2] / "models/configs/quick"
 
 # config -> (iou type, bar on its AP)
 CASES = {
-    "faster_rcnn_R_18_FPN_quick": ("bbox", 0.08),
-    "mask_rcnn_R_18_FPN_quick": ("segm", 0.08),
-    "libra_faster_rcnn_R_18_FPN_quick": ("bbox", 0.08),
+    "faster_rcnn_R_18_FPN_quick": ("bbox", 0.09),
+    "mask_rcnn_R_18_FPN_quick": ("segm", 0.11),
+    "libra_faster_rcnn_R_18_FPN_quick": ("bbox", 0.09),
 }
 
 
