@@ -307,7 +307,7 @@ def _run_impl(workload: Workload, args: argparse.Namespace, session, timer, step
     batch = batch.to(adapter.torch_device(index))
     impl.model.to(batch.images[0].device).train(train)
     trainer = impl_trainer(impl, adapter, index, session.precision) if train else None
-    with labelled_losses(impl) if train else contextlib.nullcontext():
+    with labelled(impl):
         for _ in timer.iterate(itertools.repeat(batch, args.warmup + args.iters)):
             if trainer is not None:
                 trainer.step(batch, [])
@@ -319,7 +319,7 @@ def _run_impl(workload: Workload, args: argparse.Namespace, session, timer, step
 
 
 @contextlib.contextmanager
-def labelled_losses(impl: Impl) -> Iterator[None]:
+def labelled(impl: Impl) -> Iterator[None]:
     """The impl's loss code under rcnn::loss and its batched NMS under rcnn::batched_nms for
     the block (the module docstring says which parts of torchvision's)."""
     if impl.name == "rcnn":
