@@ -81,6 +81,11 @@ SCOPE_RULES = (
     ("roi ops", ("rcnn::roi_", "roi_align", "roi_pool", "roialign", "roipool")),
     ("losses", ("loss", "cross_entropy", "nll_")),
 )
+# what a convolution op runs inside it (its input's layout copy, the grad's) is convolution
+CONV_OPS = (
+    ("conv bwd", ("aten::convolution_backward",)),
+    ("conv fwd", ("aten::convolution", "aten::_convolution", "aten::conv2d")),
+)
 OP_RULES = (
     ("conv bwd", ("convolution_backward", "conv_backward", "convbackward")),
     ("conv fwd", ("conv",)),
@@ -124,6 +129,9 @@ def category(names: Iterable[str]) -> str:
     names = [n.lower() for n in names]
     for cat, fragments in SCOPE_RULES:
         if any(f in n for n in names for f in fragments):
+            return cat
+    for cat, ops in CONV_OPS:
+        if any(n in ops for n in names[1:]):
             return cat
     for cat, fragments in OP_RULES:
         if any(f in names[0] for f in fragments):

@@ -25,6 +25,9 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         (["aten::mkldnn_convolution", "aten::convolution", "aten::conv2d"], "conv fwd"),
         (["aten::convolution_backward", "autograd::engine::evaluate_function: Conv"], "conv bwd"),
+        (["aten::copy_", "aten::contiguous", "aten::convolution_backward"], "conv bwd"),
+        (["aten::copy_", "aten::contiguous", "aten::convolution", "aten::conv2d"], "conv fwd"),
+        (["aten::add_", "autograd::engine::evaluate_function: ConvolutionBackward0"], "other ops"),
         (["aten::addmm", "aten::linear"], "matmul"),
         (["aten::mm", "autograd::engine::evaluate_function: AddmmBackward0"], "matmul"),
         (["aten::index", "rcnn::roi_align"], "roi ops"),
