@@ -81,10 +81,11 @@ SCOPE_RULES = (
     ("roi ops", ("rcnn::roi_", "roi_align", "roi_pool", "roialign", "roipool")),
     ("losses", ("loss", "cross_entropy", "nll_")),
 )
-# what a convolution op runs inside it (its input's layout copy, the grad's) is convolution
+# what a convolution op runs inside it (a layout copy of its input or grad) is convolution; the
+# casts autocast makes around it (in aten::conv2d, above aten::convolution) are casts
 CONV_OPS = (
     ("conv bwd", ("aten::convolution_backward",)),
-    ("conv fwd", ("aten::convolution", "aten::_convolution", "aten::conv2d")),
+    ("conv fwd", ("aten::convolution", "aten::_convolution")),
 )
 OP_RULES = (
     ("conv bwd", ("convolution_backward", "conv_backward", "convbackward")),

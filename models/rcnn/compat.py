@@ -63,6 +63,16 @@ def compile_unavailable_reason() -> str | None:
     return None
 
 
+def is_compiling() -> bool:
+    """Whether TorchDynamo is tracing the caller (torch.compiler.is_compiling from torch 2.3,
+    torch._dynamo's before)."""
+    compiler = getattr(torch, "compiler", None)
+    check = getattr(compiler, "is_compiling", None)
+    if check is None:
+        check = importlib.import_module("torch._dynamo").is_compiling
+    return bool(check())
+
+
 @functools.cache
 def autocast_error(device_type: str) -> Exception | None:
     """Why torch.autocast cannot be used on `device_type`, or None when it can: the one place

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
         (["aten::convolution_backward", "autograd::engine::evaluate_function: Conv"], "conv bwd"),
         (["aten::copy_", "aten::contiguous", "aten::convolution_backward"], "conv bwd"),
         (["aten::copy_", "aten::contiguous", "aten::convolution", "aten::conv2d"], "conv fwd"),
+        (["aten::copy_", "aten::_to_copy", "aten::to", "aten::conv2d"], "h2d copies"),
         (["aten::add_", "autograd::engine::evaluate_function: ConvolutionBackward0"], "other ops"),
         (["aten::addmm", "aten::linear"], "matmul"),
         (["aten::mm", "autograd::engine::evaluate_function: AddmmBackward0"], "matmul"),
