@@ -63,5 +63,7 @@ def _nms_by_slices(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: f
         end = start + count
         kept.append(nms(boxes[start:end], sorted_scores[start:end], iou_threshold) + start)
         start = end
-    keep = order[torch.cat(kept)].sort().values
+    kept_mask = torch.zeros_like(idxs, dtype=torch.bool)
+    kept_mask[order[torch.cat(kept)]] = True
+    keep = kept_mask.nonzero().squeeze(1)  # in input order, for the stable sort
     return keep[torch.argsort(scores[keep], descending=True, stable=True)]
