@@ -27,9 +27,12 @@ from benchmark.errors import UsageError
 from benchmark.workload.lookup import config_path
 from rcnn.checkpoint.torchvision_detection import load_torchvision_detection
 from rcnn.config import load_config
+from rcnn.device import DeviceAdapter
+from rcnn.engine.trainer import Trainer
 from rcnn.modeling.detector import build_detection_model
 from rcnn.structures.bounding_box import BoxList
 from rcnn.structures.image_list import to_image_list
+from rcnn.structures.segmentation_mask import SegmentationMask
 
 IMPLS = ("rcnn", "torchvision")
 
@@ -52,11 +55,13 @@ _TORCHVISION_BODIES = {
 
 @dataclass
 class Batch:
-    """One batch in both impls' input formats: the same pixels and the same boxes."""
+    """One batch in both impls' input formats: the same pixels, boxes and (for a mask head's
+    training) binary masks, uint8 [boxes, H, W] per image."""
 
     images: list[torch.Tensor]
     boxes: list[torch.Tensor]
     labels: list[torch.Tensor]
+    masks: list[torch.Tensor] | None = None
 
     @property
     def size(self) -> int:
@@ -64,16 +69,23 @@ class Batch:
 
     def to(self, device: torch.device) -> Batch:
         """The same batch on `device`."""
-        return Batch(*([t.to(device) for t in ts] for ts in (self.images, self.boxes, self.labels)))
+        fields = (self.images, self.boxes, self.labels, self.masks)
+        return Batch(*(None if ts is None else [t.to(device) for t in ts] for ts in fields))
 
 
 def synthetic_batch(
-    batch: int, height: int, width: int, num_classes: int, seed: int = 0, boxes_per_image: int = 8
+    batch: int,
+    height: int,
+    width: int,
+    num_classes: int,
+    seed: int = 0,
+    boxes_per_image: int = 8,
+    masks: bool = False,
 ) -> Batch:
-    """Images with filled rectangles (BGR 0-255 minus a mean, as the model expects) and their
-    boxes; deterministic for a seed."""
+    """Images with filled rectangles (BGR 0-255 minus a mean, as the model expects), their
+    boxes and, with `masks`, the rectangles as binary masks; deterministic for a seed."""
     g = torch.Generator().manual_seed(seed)
-    images, boxes, labels = [], [], []
+    images, boxes, labels, image_masks = [], [], [], []
     for _ in range(batch):
         image = torch.randn(3, height, width, generator=g) * 10
         xy = torch.rand(boxes_per_image, 2, generator=g) * torch.tensor([width * 0.7, height * 0.7])
@@ -81,12 +93,15 @@ def synthetic_batch(
             [width, height]
         )
         b = torch.cat([xy, (xy + wh).minimum(torch.tensor([width - 1.0, height - 1.0]))], 1)
-        for x1, y1, x2, y2 in b.round().int().tolist():
+        rectangles = torch.zeros(boxes_per_image, height, width, dtype=torch.uint8)
+        for i, (x1, y1, x2, y2) in enumerate(b.round().int().tolist()):
             image[:, y1:y2, x1:x2] += torch.rand(3, 1, 1, generator=g) * 200 - 100
+            rectangles[i, y1:y2, x1:x2] = 1
         images.append(image)
         boxes.append(b)
         labels.append(torch.randint(1, num_classes, (boxes_per_image,), generator=g))
-    return Batch(images, boxes, labels)
+        image_masks.append(rectangles)
+    return Batch(images, boxes, labels, image_masks if masks else None)
 
 
 class Impl:
@@ -136,6 +151,8 @@ class RcnnImpl(Impl):
             target = BoxList(boxes, (image.shape[-1], image.shape[-2]))
             target.add_field("labels", labels)
             targets.append(target)
+        for target, masks in zip(targets, batch.masks or [], strict=False):
+            target.add_field("masks", SegmentationMask(masks, target.size, "mask"))
         return self.model(self._images(batch), targets)
 
 
@@ -152,7 +169,19 @@ class TorchvisionImpl(Impl):
         targets = [
             {"boxes": b, "labels": lab} for b, lab in zip(batch.boxes, batch.labels, strict=True)
         ]
+        for target, masks in zip(targets, batch.masks or [], strict=False):
+            target["masks"] = masks
         return self.model(batch.images, targets)
+
+
+def impl_trainer(impl: Impl, adapter: DeviceAdapter, index: int, precision: str) -> Trainer:
+    """The library's Trainer around `impl`: compare's training step is the one train runs."""
+    model = TrainerModel(impl)
+    params = [p for p in model.parameters() if p.requires_grad]
+    # A tiny, constant lr keeps random weights stable; the work per step is the same.
+    optimizer = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    return Trainer(model, optimizer, scheduler, adapter, index, precision)
 
 
 def model_config(model: str, overrides: list[str] | None = None) -> CfgNode:

@@ -32,9 +32,9 @@ from benchmark.impls import (
     WORK,
     Batch,
     Impl,
-    TrainerModel,
     build_impls,
     impl_config,
+    impl_trainer,
     model_config,
     synthetic_batch,
 )
@@ -51,7 +51,6 @@ from benchmark.workload.identity import identity, key, work_config_hash
 from benchmark.workload.lookup import config_hash
 from rcnn.device import DeviceAdapter
 from rcnn.engine.run import compile_backend, start_session
-from rcnn.engine.trainer import Trainer
 from rcnn.errors import interrupted_line, one_line, unexpected_message
 from rcnn.layers import dispatch
 from rcnn.utils.env import host_threads
@@ -123,16 +122,6 @@ def _size(args: argparse.Namespace) -> tuple[int, int]:
     if args.mode == "train":
         return max(inp.MIN_SIZE_TRAIN), inp.MAX_SIZE_TRAIN
     return inp.MIN_SIZE_TEST, inp.MAX_SIZE_TEST
-
-
-def _trainer(impl: Impl, adapter: DeviceAdapter, index: int, precision: str) -> Trainer:
-    """The library's Trainer around `impl`: compare's training step is the one train runs."""
-    model = TrainerModel(impl)
-    params = [p for p in model.parameters() if p.requires_grad]
-    # A tiny, constant lr keeps random weights stable; the work per step is the same.
-    optimizer = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    return Trainer(model, optimizer, scheduler, adapter, index, precision)
 
 
 def _timed(
@@ -318,8 +307,10 @@ def _measure(
     dispatch.reset()  # the record's `ops` says what this run's model ran
     device = adapter.torch_device(index)
     height, width = args.size  # landscape: the resize keeps MIN x MAX images as they are
-    num_classes = _config(args).MODEL.ROI_BOX_HEAD.NUM_CLASSES
-    batch = synthetic_batch(args.batch, height, width, num_classes, seed=args.seed)
+    model = _config(args).MODEL
+    masks = model.MASK_ON and args.mode == "train"
+    num_classes = model.ROI_BOX_HEAD.NUM_CLASSES
+    batch = synthetic_batch(args.batch, height, width, num_classes, seed=args.seed, masks=masks)
     impls = build_impls(
         args.model,
         list(dict.fromkeys(args.impls or IMPLS)),
@@ -335,7 +326,7 @@ def _measure(
     batch = batch.to(device)
     for impl in impls:
         impl.model.to(device).train(args.mode == "train")
-    trainers = {i.name: _trainer(i, adapter, index, args.precision) for i in impls}
+    trainers = {i.name: impl_trainer(i, adapter, index, args.precision) for i in impls}
 
     def step(impl: Impl, last: bool) -> None:
         if args.mode == "train":  # with --sync window, the losses are read at the end only

@@ -15,6 +15,16 @@ backward ops go by op name (a native roi op's backward is mostly `other ops`). T
 and share) is printed and recorded; the Chrome trace (chrome://tracing, Perfetto) goes beside
 the record as trace.json.
 Times are taken under the profiler, so they run slower than an unprofiled step.
+
+`--impl rcnn|torchvision` profiles compare's work instead (benchmark.impls): one synthetic batch
+at --size, the same random weights for both impls (ours loads the peer's), compare's training
+step or inference call; NCHW unless --channels-last on, for either impl. torchvision's ops fall
+under the same rules (torchvision::roi_align, torchvision::nms by name); its loss code carries
+no rcnn::loss label, so the parts that match ours' loss evaluators are labelled so for the run:
+the RPN's anchor matching, target encoding and loss (`assign_targets_to_anchors`,
+`box_coder.encode`, `compute_loss`), `fastrcnn_loss` and `maskrcnn_loss`, as ours' evaluators
+hold the RPN's matching, sampling and encoding, and the box and mask losses (the box head's
+proposal sampling is unlabelled in both); `batched_nms` is labelled as ours' is.
 """
 
 from __future__ import annotations
@@ -34,19 +44,21 @@ from torch.autograd import DeviceType
 from torch.profiler import profile as torch_profile
 
 from benchmark.errors import UsageError
+from benchmark.impls import IMPLS, WORK, Impl, build_impls, impl_trainer, synthetic_batch
 from benchmark.launch import execute
 from benchmark.measure import IterationTimer, summarize
-from benchmark.workload.args import add_run_arguments
+from benchmark.workload.args import add_run_arguments, add_threads_argument
 from benchmark.workload.build import Workload
 from rcnn.compat import profiler_self_device_us
 from rcnn.data import make_data_loader
 from rcnn.engine.inference import compute_on_dataset
 from rcnn.engine.prefetch import prefetch_to_device
-from rcnn.engine.run import build_model, build_training, start_session
+from rcnn.engine.run import build_model, build_training, compile_backend, start_session
 from rcnn.engine.trainer import StepResult, Trainer, TrainHooks
+from rcnn.utils.env import host_threads
 
 logger = logging.getLogger("rcnn.bench")
-OPTIONS = ("mode",)
+OPTIONS = ("mode", "impl", "threads")
 TRACE = "trace.json"
 CATEGORIES = (
     "conv fwd",
@@ -69,6 +81,12 @@ SCOPE_RULES = (
     ("roi ops", ("rcnn::roi_", "roi_align", "roi_pool", "roialign", "roipool")),
     ("losses", ("loss", "cross_entropy", "nll_")),
 )
+# what a convolution op runs inside it (a layout copy of its input or grad) is convolution; the
+# casts autocast makes around it (in aten::conv2d, above aten::convolution) are casts
+CONV_OPS = (
+    ("conv bwd", ("aten::convolution_backward",)),
+    ("conv fwd", ("aten::convolution", "aten::_convolution")),
+)
 OP_RULES = (
     ("conv bwd", ("convolution_backward", "conv_backward", "convbackward")),
     ("conv fwd", ("conv",)),
@@ -80,6 +98,13 @@ OP_RULES = (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="where a step's time goes: torch.profiler, by category")
     p.add_argument("--mode", choices=("train", "infer"), default="train")
+    p.add_argument(
+        "--impl",
+        choices=IMPLS,
+        help="profile compare's work of this impl (one synthetic batch at --size, shared "
+        "weights), like for like with the other; default: the library's own run on --data",
+    )
+    add_threads_argument(p)
     add_run_arguments(p, "train")
     p.set_defaults(func=run, iters=3, warmup=1)
 
@@ -93,6 +118,11 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError("profile runs one process: --cards 1, --nodes 1")
     if args.repeats != 1 or args.sync != "iteration":
         raise UsageError("profile takes one window, synchronized every iteration")
+    if args.impl and (args.ckpt or args.data.partition(":")[0] != "synthetic"):
+        raise UsageError(
+            "--impl profiles compare's work: one synthetic batch, shared random "
+            "weights; drop --data and --ckpt"
+        )
 
 
 def category(names: Iterable[str]) -> str:
@@ -100,6 +130,9 @@ def category(names: Iterable[str]) -> str:
     names = [n.lower() for n in names]
     for cat, fragments in SCOPE_RULES:
         if any(f in n for n in names for f in fragments):
+            return cat
+    for cat, ops in CONV_OPS:
+        if any(n in ops for n in names[1:]):
             return cat
     for cat, fragments in OP_RULES:
         if any(f in names[0] for f in fragments):
@@ -174,6 +207,11 @@ def native_stderr_to_log() -> Iterator[None]:
 
 
 def measure(workload: Workload, args: argparse.Namespace) -> dict:
+    with host_threads(args.threads):
+        return _measure(workload, args)
+
+
+def _measure(workload: Workload, args: argparse.Namespace) -> dict:
     session = start_session(workload.cfg)
     adapter, index = session.adapter, session.index
     activities = adapter.profiler_activities()
@@ -199,7 +237,8 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict:
     if args.warmup == 0:
         switch(True)
     try:
-        images = _run(workload, args, session, timer, step_end)
+        run_steps = _run_impl if args.impl else _run
+        dataset = run_steps(workload, args, session, timer, step_end)
     finally:
         if running[0]:  # a run that failed mid-window: a profiler left on crashes at exit
             switch(False)
@@ -211,8 +250,10 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict:
         profiler.export_chrome_trace(str(trace))
     print(profile_table(table))
     print(f"op times: the {clock}'s ({', '.join(a.name for a in activities)} profiled)")
+    if args.impl:
+        fields.update(impl=args.impl, work=WORK[args.mode])
     fields.update(
-        dataset=workload.data.record(images),
+        dataset=dataset,
         profile={
             "activities": [a.name for a in activities],
             "categories": table,
@@ -224,8 +265,8 @@ def measure(workload: Workload, args: argparse.Namespace) -> dict:
     return fields
 
 
-def _run(workload: Workload, args: argparse.Namespace, session, timer, step_end) -> int:
-    """Warm-up and profiled steps of --mode, each ending in `step_end`; returns the images of
+def _run(workload: Workload, args: argparse.Namespace, session, timer, step_end) -> dict:
+    """Warm-up and profiled steps of --mode, each ending in `step_end`; returns the record of
     the dataset they drew from."""
     adapter, index = session.adapter, session.index
     total = args.warmup + args.iters
@@ -239,12 +280,81 @@ def _run(workload: Workload, args: argparse.Namespace, session, timer, step_end)
 
         batches = prefetch_to_device(training.data_loader, adapter, index)
         training.trainer.fit(timer.iterate(batches), 0, total, TrainHooks(after_step=[after_step]))
-        return len(training.data_loader.dataset)
+        return workload.data.record(len(training.data_loader.dataset))
     model = build_model(session)
     loader = make_data_loader(workload.cfg, is_train=False)[0]
     batches = timer.iterate(prefetch_to_device(_passes(loader, total), adapter, index))
     compute_on_dataset(model, batches, adapter, index, session.precision, on_batch=step_end)
-    return len(loader.dataset)
+    return workload.data.record(len(loader.dataset))
+
+
+def _run_impl(workload: Workload, args: argparse.Namespace, session, timer, step_end) -> dict:
+    """`_run` for compare's work of --impl (benchmark.impls): its synthetic batch, built and
+    stepped as compare does."""
+    adapter, index, cfg = session.adapter, session.index, workload.cfg
+    train = args.mode == "train"
+    inp = cfg.INPUT
+    size = (
+        (max(inp.MIN_SIZE_TRAIN), inp.MAX_SIZE_TRAIN)
+        if train
+        else (inp.MIN_SIZE_TEST, inp.MAX_SIZE_TEST)
+    )
+    classes, masks = cfg.MODEL.ROI_BOX_HEAD.NUM_CLASSES, cfg.MODEL.MASK_ON and train
+    batch = synthetic_batch(args.batch, *size, classes, seed=cfg.SEED, masks=masks)
+    layout = bool(args.channels_last)
+    (impl,) = build_impls(
+        args.model,
+        [args.impl],
+        size,
+        calibration=torch.stack(batch.images),
+        seed=cfg.SEED,
+        channels_last=layout,
+        compile_backend=compile_backend(adapter) if args.compile else None,
+        peer_channels_last=layout,
+        user=args.opts,
+    )
+    batch = batch.to(adapter.torch_device(index))
+    impl.model.to(batch.images[0].device).train(train)
+    trainer = impl_trainer(impl, adapter, index, session.precision) if train else None
+    with labelled(impl):
+        for _ in timer.iterate(itertools.repeat(batch, args.warmup + args.iters)):
+            if trainer is not None:
+                trainer.step(batch, [])
+            else:
+                with torch.inference_mode(), adapter.autocast(session.precision):
+                    impl.infer(batch)
+            step_end(batch.size)
+    return {"name": "compare-synthetic", "images": batch.size, "fingerprint": None}
+
+
+@contextlib.contextmanager
+def labelled(impl: Impl) -> Iterator[None]:
+    """The impl's loss code under rcnn::loss and its batched NMS under rcnn::batched_nms for
+    the block (the module docstring says which parts of torchvision's)."""
+    if impl.name == "rcnn":
+        label_losses(impl.model)
+        yield
+        return
+    from torchvision.models.detection import roi_heads
+    from torchvision.ops import boxes
+
+    rpn = impl.model.rpn  # instance attributes shadow the methods (encode: not decode)
+    for owner, name in ((rpn, "assign_targets_to_anchors"), (rpn, "compute_loss")):
+        setattr(owner, name, _Scoped("rcnn::loss", getattr(owner, name)))
+    rpn.box_coder.encode = _Scoped("rcnn::loss", rpn.box_coder.encode)
+    globals_ = [
+        (roi_heads, "fastrcnn_loss", "rcnn::loss"),
+        (roi_heads, "maskrcnn_loss", "rcnn::loss"),
+        (boxes, "batched_nms", "rcnn::batched_nms"),
+    ]
+    saved = [(module, name, getattr(module, name)) for module, name, _ in globals_]
+    for module, name, label in globals_:
+        setattr(module, name, _Scoped(label, getattr(module, name)))
+    try:
+        yield
+    finally:
+        for module, name, original in saved:
+            setattr(module, name, original)
 
 
 def _passes(loader, batches: int) -> Iterator:

@@ -99,6 +99,16 @@ def recompile_limit_hits() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
+def is_compiling() -> bool:
+    """Whether TorchDynamo is tracing the caller (torch.compiler.is_compiling from torch 2.3,
+    torch._dynamo's before)."""
+    compiler = getattr(torch, "compiler", None)
+    check = getattr(compiler, "is_compiling", None)
+    if check is None:
+        check = importlib.import_module("torch._dynamo").is_compiling
+    return bool(check())
+
+
 @functools.cache
 def autocast_error(device_type: str) -> Exception | None:
     """Why torch.autocast cannot be used on `device_type`, or None when it can: the one place

@@ -341,3 +341,20 @@ def test_counts_below_one_are_one_line(capsys, tmp_path, flag):
     assert main(["compare", *SMALL, flag, "0", "--results", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {flag} must be >= 1, got 0\n"
+
+
+def test_mask_rcnn_trains_both_impls_on_the_same_masks(capsys, tmp_path):
+    """The batch carries the rectangles as binary masks: each impl's mask head gets its
+    targets (torchvision's refuses targets without masks) from the same pixels."""
+    batch = impls.synthetic_batch(1, 64, 96, 81, masks=True)
+    (masks,), (boxes,) = batch.masks, batch.boxes
+    assert masks.shape == (8, 64, 96) and masks.dtype == torch.uint8
+    x1, y1, x2, y2 = boxes[0].round().int().tolist()
+    assert masks[0].sum() == (x2 - x1) * (y2 - y1) and masks[0, y1:y2, x1:x2].all()
+    argv = ["compare", *SMALL[2:], "--model", MASK, "--mode", "train", "--iters", "1", "--json"]
+    assert main([*argv, "--results", str(tmp_path)]) == 0, capsys.readouterr().err
+    records, _ = read_records([tmp_path])
+    assert sorted((r["impl"], r["status"]) for r in records) == [
+        ("rcnn", "ok"),
+        ("torchvision", "ok"),
+    ]

@@ -25,6 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         (["aten::mkldnn_convolution", "aten::convolution", "aten::conv2d"], "conv fwd"),
         (["aten::convolution_backward", "autograd::engine::evaluate_function: Conv"], "conv bwd"),
+        (["aten::copy_", "aten::contiguous", "aten::convolution_backward"], "conv bwd"),
+        (["aten::copy_", "aten::contiguous", "aten::convolution", "aten::conv2d"], "conv fwd"),
+        (["aten::copy_", "aten::_to_copy", "aten::to", "aten::conv2d"], "h2d copies"),
+        (["aten::add_", "autograd::engine::evaluate_function: ConvolutionBackward0"], "other ops"),
         (["aten::addmm", "aten::linear"], "matmul"),
         (["aten::mm", "autograd::engine::evaluate_function: AddmmBackward0"], "matmul"),
         (["aten::index", "rcnn::roi_align"], "roi ops"),
@@ -140,3 +144,35 @@ def test_a_run_that_fails_inside_the_window_records_it_and_exits_cleanly(tmp_pat
     assert done.stderr.strip().splitlines()[-1].startswith("error: NonFiniteLossError")
     records, _ = read_records([results])
     assert [(r["status"], r["mode"]) for r in records] == [("nan", "profile")]
+
+
+def test_profile_impl_torchvision_splits_the_peers_step_into_the_same_categories(tmp_path):
+    """`--impl torchvision`: compare's Mask R-CNN training step of the peer, its conv and
+    non-conv time apart, its roi ops, nms and losses found by the same rules (its ops are
+    torchvision::*, its loss functions labelled for the run), and none of ours ran."""
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if k != "RESULTS_DIR"}
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "benchmark", "profile", "--model", "e2e_mask_rcnn_R_50_FPN_1x",
+            "--impl", "torchvision", "--mode", "train", "--device", "cpu", "--size", "64x96",
+            "--batch", "1", "--iters", "1", "--warmup", "1", "--threads", "1",
+            "--results", str(results),
+        ],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    records, problems = read_records([results])
+    assert problems == [] and len(records) == 1
+    r = records[0]
+    assert validate(r) == [] and (r["status"], r["impl"]) == ("ok", "torchvision")
+    assert r["dataset"]["name"] == "compare-synthetic"
+    shares = {c["name"]: c["share"] for c in r["profile"]["categories"]}
+    conv = shares["conv fwd"] + shares["conv bwd"]
+    assert 0.05 < conv < 0.95
+    for name in ("matmul", "roi ops", "nms", "losses", "optimizer"):
+        assert shares[name] > 0, name
+    trace = json.loads((results / "runs" / r["run_id"] / r["profile"]["trace"]).read_text())
+    names = {e.get("name") for e in trace["traceEvents"]}
+    assert {"torchvision::roi_align", "torchvision::nms", "rcnn::loss"} <= names
+    assert "rcnn::roi_align" not in names  # our dispatcher's label: ours did not run

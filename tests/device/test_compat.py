@@ -147,3 +147,16 @@ def test_below_the_floor_every_entry_point_stops_with_one_line(tmp_path):
         assert out.returncode == 1, out.stderr
         (line,) = out.stderr.strip().splitlines()
         assert line.startswith("error: rcnn-bench needs torch >= 2.1") and "2.0.1" in line
+
+
+def test_is_compiling_is_true_only_while_dynamo_traces():
+    """The backbone's kept folds step aside under torch.compile on this question."""
+    seen = []
+
+    def traced(x: torch.Tensor) -> torch.Tensor:
+        seen.append(compat.is_compiling())
+        return x + 1
+
+    assert compat.is_compiling() is False
+    torch.compile(traced, backend="eager")(torch.ones(2))
+    assert seen == [True]

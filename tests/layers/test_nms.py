@@ -186,3 +186,24 @@ def test_off_the_host_nms_tests_its_fixed_point_less_often_with_the_same_result(
     want = torchvision.ops.batched_nms(boxes, scores, idxs, 0.3)
     assert on_card.tolist() == want.tolist()
     assert 0 < len(tests) < host_tests, (len(tests), host_tests)
+
+
+def test_kernel_batched_nms_of_many_categories_runs_one_nms_per_sorted_slice(ops_mode):
+    """Over 1000 boxes on the host, the kernel path keeps torchvision's boxes in its score
+    order (equal scores in input order) without a full-length scan per category."""
+    ops_mode("kernel")
+    n, categories = 4000, 80
+    boxes = random_boxes(7, n, 0.0, 0.0) * 5
+    scores = random_scores(7, n, 200)  # ties everywhere
+    idxs = torch.randint(0, categories, (n,), generator=torch.Generator().manual_seed(9)) * 3 - 7
+    batched_nms(boxes, scores, idxs, 0.5)  # the kernel's preflight runs outside the profile
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        got = batched_nms(boxes, scores, idxs, 0.5)
+    want = torchvision.ops.batched_nms(boxes, scores, idxs, 0.5)
+    assert sorted(got.tolist()) == sorted(want.tolist()) and 1000 < got.numel() < n
+    assert torch.equal(scores[got], scores[want])
+    tied = scores[got][1:] == scores[got][:-1]
+    assert bool((got[1:][tied] > got[:-1][tied]).all())
+    calls = {e.key: e.count for e in prof.key_averages()}
+    assert calls["torchvision::nms"] == categories
+    assert calls["aten::nonzero"] == 1  # torchvision's loop scans once per category

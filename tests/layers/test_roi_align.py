@@ -175,3 +175,25 @@ def test_module_matches_function_and_describes_itself(ops_mode):
         module(features, rois), roi_align(features, rois, (5, 4), 0.5, 0, True)
     )
     assert "sampling_ratio=0" in repr(module) and "aligned=True" in repr(module)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_native_op_takes_an_nchw_map_with_one_copy_forward_and_back(ops_mode, dtype):
+    """The cast to float32 and the channels-last layout the native op gathers from are one
+    copy of the map, not a cast and then a transpose."""
+    ops_mode("native")
+    gen = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 64, 40, 48, generator=gen).to(dtype).requires_grad_()
+    rois = random_rois(gen, 20, 2, 40, 48, 0.5, zero_area=0.0)
+    roi_align(features.detach(), rois, 7, 0.5, 2, False)  # the choice's preflight: not counted
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities, record_shapes=True) as prof:
+        out = roi_align(features, rois, 7, 0.5, 2, False)
+        out.float().sum().backward()
+    shapes = [e.input_shapes[0] for e in prof.events() if e.name == "aten::copy_"]
+    map_copies = [s for s in shapes if s and torch.Size(s).numel() == features.numel()]
+    # forward one; backward the gradient's copy back (bf16: its cast, then the leaf's layout)
+    assert len(map_copies) == (2 if dtype == torch.float32 else 3), map_copies
+    want = torchvision.ops.roi_align(features.detach().float(), rois, 7, 0.5, 2, False)
+    tol = 1e-5 if dtype == torch.float32 else HALF_TOLERANCE[dtype]
+    torch.testing.assert_close(out.detach().float(), want, rtol=tol, atol=tol)

@@ -135,3 +135,44 @@ def test_mixing_gn_and_frozen_bn_is_refused():
     )
     with pytest.raises(ValueError, match="use different norms"):
         build_backbone(cfg)
+
+
+def _weight_muls(body, x: torch.Tensor) -> int:
+    """How many aten::mul ops one forward of `body` runs (its folds: it has no other)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        body(x)
+    return sum(e.count for e in prof.key_averages() if e.key == "aten::mul")
+
+
+@pytest.mark.parametrize("inference_mode", [False, True])
+def test_inference_folds_each_frozen_bn_once_until_the_weights_change(inference_mode):
+    torch.manual_seed(0)
+    body = _build("e2e_faster_rcnn_R_50_FPN_1x").backbone.body.eval()
+    for m in body.modules():
+        if hasattr(m, "running_var"):
+            m.running_var.uniform_(0.5, 2.0)
+            m.bias.normal_()
+    x = torch.randn(1, 3, 64, 96)
+    frozen = [p for p in body.parameters() if not p.requires_grad]
+    body.requires_grad_(True)
+    unfolded = [f.detach() for f in body(x)]  # gradients through every fold: nothing kept
+    for p in frozen:
+        p.requires_grad_(False)
+    mode = torch.inference_mode() if inference_mode else torch.no_grad()
+    with mode:
+        assert _weight_muls(body, x) > 0
+        assert _weight_muls(body, x) == 0  # the second call reuses every fold
+        assert all(torch.equal(a, b) for a, b in zip(body(x), unfolded, strict=True))
+        conv1 = body.layer1[0].conv1
+        with torch.no_grad():
+            conv1.weight.mul_(2)  # an in-place update (an optimizer step, a checkpoint load)
+        assert _weight_muls(body, x) == 1  # that conv alone folds again
+    # training: gradients flow through the fold of every trainable conv
+    body.train()
+    trainable = [m for m in body.modules() if getattr(m, "weight", None) is not None]
+    trainable = [m for m in trainable if isinstance(m, torch.nn.Conv2d) and m.weight.requires_grad]
+    body(x)  # scales and shifts kept under inference mode are inference tensors: made again
+    assert _weight_muls(body, x) == len(trainable)  # then kept: one mul per trainable conv
+    body(x)[-1].sum().backward()
+    assert body.layer4[0].conv1.weight.grad is not None
+    assert body.stem.conv1.weight.grad is None  # frozen

@@ -8,10 +8,18 @@ float16/bfloat16 boxes are compared in float32.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
+
+from rcnn.device import on_host
 
 from . import dispatch
 from .precision import autocast_off, compute_dtype
+
+# From this many boxes torchvision's batched_nms on the host loops over its categories, each
+# found by a full-length comparison and nonzero; contiguous slices of the boxes sorted by
+# category cost one sort instead.
+_BY_SLICES_FROM = 1000
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -32,7 +40,30 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     Kept indices by decreasing score. For equal scores the native op keeps input order, while
     torchvision's kernel path orders them with an unstable sort on large inputs.
     """
-    run = dispatch.implementation("batched_nms", boxes.device)
+    device = boxes.device
+    by_slices = on_host(device) and boxes.shape[0] > _BY_SLICES_FROM
+    run = dispatch.implementation("batched_nms", device)
     dtype = compute_dtype(boxes.dtype)
-    with autocast_off(boxes.device):
+    with autocast_off(device):
+        if by_slices and dispatch.choose("nms", device).impl == "kernel":
+            with torch.profiler.record_function("rcnn::batched_nms"):
+                return _nms_by_slices(boxes.to(dtype), scores.to(dtype), idxs, iou_threshold)
         return run(boxes.to(dtype), scores.to(dtype), idxs, iou_threshold)
+
+
+def _nms_by_slices(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+    """batched_nms as one nms per category on its slice of the boxes sorted by category (in
+    input order within it, as torchvision's loop gives them): the same kept boxes; equal
+    scores keep input order."""
+    order = torch.argsort(idxs, stable=True)
+    counts = torch.unique_consecutive(idxs[order], return_counts=True)[1].tolist()
+    boxes, sorted_scores = boxes[order], scores[order]
+    kept, start = [], 0
+    for count in counts:
+        end = start + count
+        kept.append(nms(boxes[start:end], sorted_scores[start:end], iou_threshold) + start)
+        start = end
+    kept_mask = torch.zeros_like(idxs, dtype=torch.bool)
+    kept_mask[order[torch.cat(kept)]] = True
+    keep = kept_mask.nonzero().squeeze(1)  # in input order, for the stable sort
+    return keep[torch.argsort(scores[keep], descending=True, stable=True)]

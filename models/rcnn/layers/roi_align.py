@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from . import dispatch
@@ -25,9 +26,17 @@ def roi_align(
     """
     run = dispatch.implementation("roi_align", input.device)
     dtype = compute_dtype(input.dtype)
+    # The native op gathers pixel rows of a channels-last map: one copy casts and lays it out.
+    native = dispatch.choose("roi_align", input.device).impl == "native"
+    layout = torch.channels_last if native else torch.preserve_format
     with autocast_off(input.device):
         out = run(
-            input.to(dtype), rois.to(dtype), output_size, spatial_scale, sampling_ratio, aligned
+            input.to(dtype, memory_format=layout),
+            rois.to(dtype),
+            output_size,
+            spatial_scale,
+            sampling_ratio,
+            aligned,
         )
     return out.to(input.dtype)
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rcnn.compat import is_compiling
 from rcnn.layers import FrozenBatchNorm2d
 from rcnn.modeling.registry import RESNET_BLOCKS, RESNET_STEMS
 
@@ -76,17 +77,50 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: torch.Tensor) -> torch.Tensor
     two passes over the activations (the same affine map, up to float rounding)."""
     if not isinstance(norm, FrozenBatchNorm2d) or conv.bias is not None:
         return norm(conv(x))
+    weight, shift = _folded(conv, norm, x.dtype)
+    return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _scale_shift(norm: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
     scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
-    shift = norm.bias - norm.running_mean * scale
-    return F.conv2d(
-        x,
-        conv.weight * scale.view(-1, 1, 1, 1),
-        shift,
-        conv.stride,
-        conv.padding,
-        conv.dilation,
-        conv.groups,
+    return scale.view(-1, 1, 1, 1), norm.bias - norm.running_mean * scale
+
+
+def _folded(
+    conv: nn.Conv2d, norm: FrozenBatchNorm2d, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The folded weight and bias. The norm's scale and shift are kept while its buffers are
+    unchanged; the folded weight too while no gradient flows through it (inference, frozen
+    stages), cast once for half-precision activations (autocast would cast it every call)."""
+    buffers = (norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    scale, shift = _kept(norm, buffers, (), lambda: _scale_shift(norm))
+    if torch.is_grad_enabled() and conv.weight.requires_grad:
+        return conv.weight * scale, shift
+    half = dtype if dtype in (torch.float16, torch.bfloat16) else None
+
+    def fold() -> tuple[torch.Tensor, torch.Tensor]:
+        weight = conv.weight * scale
+        return (weight, shift) if half is None else (weight.to(half), shift.to(half))
+
+    return _kept(conv, (conv.weight, *buffers), (half,), fold)
+
+
+def _kept(owner: nn.Module, tensors: tuple, extra: tuple, make: Callable[[], tuple]) -> tuple:
+    """make()'s tensors, kept on `owner` while `tensors` stay the same objects at the same
+    version (an in-place update, a checkpoint load or a move makes them again). Under
+    torch.compile the work is traced into the graph instead."""
+    if is_compiling() or any(t.is_inference() for t in tensors):  # no version counter
+        return make()
+    key = (
+        *((t.data_ptr(), t._version) for t in tensors),
+        *extra,
+        torch.is_inference_mode_enabled(),  # inference tensors cannot enter autograd
     )
+    kept = owner.__dict__.get("_kept_fold")
+    if kept is None or kept[0] != key:
+        kept = (key, make())
+        owner.__dict__["_kept_fold"] = kept
+    return kept[1]
 
 
 def _residual(x: torch.Tensor, downsample: nn.Module | None) -> torch.Tensor:
