@@ -99,14 +99,18 @@ def recompile_limit_hits() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-def is_compiling() -> bool:
-    """Whether TorchDynamo is tracing the caller (torch.compiler.is_compiling from torch 2.3,
-    torch._dynamo's before)."""
-    compiler = getattr(torch, "compiler", None)
-    check = getattr(compiler, "is_compiling", None)
+def _dynamo_is_compiling() -> Callable[[], bool]:
+    """torch.compiler.is_compiling (torch 2.3), or torch._dynamo's own before it."""
+    check = getattr(getattr(torch, "compiler", None), "is_compiling", None)
     if check is None:
-        check = importlib.import_module("torch._dynamo").is_compiling
-    return bool(check())
+        check = importlib.import_module("torch._dynamo.external_utils").is_compiling
+    return check
+
+
+# Whether TorchDynamo is tracing the caller. Bound once, to torch's own function: a lookup inside
+# traced code breaks the graph and the rest runs eagerly, where the answer is always False (the
+# per-call lookup answered False under torch.compile on torch 2.1).
+is_compiling: Callable[[], bool] = _dynamo_is_compiling()
 
 
 @functools.cache
