@@ -8,7 +8,7 @@ import torchvision
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rcnn.layers import batched_nms, native, nms
+from rcnn.layers import batched_nms, batched_nms_top_k, native, nms
 
 # The package re-exports the function under the module's name; fetch the module itself.
 native_nms_module = importlib.import_module("rcnn.layers.native.nms")
@@ -207,3 +207,78 @@ def test_kernel_batched_nms_of_many_categories_runs_one_nms_per_sorted_slice(ops
     calls = {e.key: e.count for e in prof.key_averages()}
     assert calls["torchvision::nms"] == categories
     assert calls["aten::nonzero"] == 1  # torchvision's loop scans once per category
+
+
+def top_k_with_ties(keep: torch.Tensor, scores: torch.Tensor, images: torch.Tensor, k: int):
+    """Per image, its kept boxes scoring at least its k-th kept box (all when fewer than k)."""
+    chosen = []
+    for image in images.unique().tolist():
+        kept = keep[images[keep] == image]
+        if kept.numel() >= k:
+            kept = kept[scores[kept] >= scores[kept][k - 1]]
+        chosen.append(kept.tolist())
+    return chosen
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    images=st.integers(1, 3),
+    per_image=st.integers(1, 1500),
+    categories=st.integers(1, 12),
+    k=st.integers(1, 40),
+    levels=st.sampled_from([0, 4, 50]),
+    duplicates=st.booleans(),
+)
+def test_top_k_nms_keeps_the_full_runs_top_k_of_each_image(
+    seed, images, per_image, categories, k, levels, duplicates
+):
+    """The host's prefix NMS gives each image's k best kept boxes (ties at the k-th kept)
+    exactly as batched_nms over every box does, in its order, and keeps only boxes it keeps."""
+    n = images * per_image
+    boxes = random_boxes(seed, n, 1.0, 0.0)
+    if duplicates:  # few survivors per prefix: the prefix has to grow
+        boxes = boxes[torch.arange(n) % 7]
+    scores = random_scores(seed, n, levels)
+    image = torch.arange(images).repeat_interleave(per_image)
+    gen = torch.Generator().manual_seed(seed + 2)
+    idxs = image * categories + torch.randint(0, categories, (n,), generator=gen)
+    full = batched_nms(boxes, scores, idxs, 0.5)
+    top = batched_nms_top_k(boxes, scores, idxs, 0.5, image, images, k)
+    assert top_k_with_ties(top, scores, image, k) == top_k_with_ties(full, scores, image, k)
+    assert set(top.tolist()) <= set(full.tolist())
+    position = {box: i for i, box in enumerate(full.tolist())}
+    assert [position[box] for box in top.tolist()] == sorted(position[b] for b in top.tolist())
+
+
+def test_top_k_nms_grows_its_prefix_past_a_tie_at_its_edge():
+    """k=1: the prefix's 8 boxes keep one (the rest are its duplicates), and the first box
+    left out ties with it in another category: it is among the top 1, so the prefix grows."""
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]] * 8 + [[50.0, 50.0, 60.0, 60.0]] * 2)
+    scores = torch.tensor([0.5] * 9 + [0.25])
+    idxs = torch.tensor([0] * 8 + [1, 1])
+    image = torch.zeros(10, dtype=torch.int64)
+    top = batched_nms_top_k(boxes, scores, idxs, 0.5, image, 1, 1)
+    assert top.tolist() == [0, 8]
+
+
+def test_top_k_nms_runs_nms_on_each_images_best_boxes(monkeypatch):
+    """80 categories x 1000 boxes per image, 100 wanted: NMS sees each image's 800 best."""
+    nms_module = importlib.import_module("rcnn.layers.nms")
+    sizes = []
+    full_run = nms_module.batched_nms
+
+    def counted(boxes, *args):
+        sizes.append(boxes.shape[0])
+        return full_run(boxes, *args)
+
+    monkeypatch.setattr(nms_module, "batched_nms", counted)
+    per_image, images = 80_000, 2
+    boxes = random_boxes(3, per_image * images, 0.0, 0.0) * 5
+    scores = random_scores(3, per_image * images, 0)
+    image = torch.arange(images).repeat_interleave(per_image)
+    idxs = image * 80 + torch.arange(per_image * images) % 80
+    top = nms_module.batched_nms_top_k(boxes, scores, idxs, 0.5, image, images, 100)
+    assert sizes == [1600]
+    full = full_run(boxes, scores, idxs, 0.5)
+    assert top_k_with_ties(top, scores, image, 100) == top_k_with_ties(full, scores, image, 100)

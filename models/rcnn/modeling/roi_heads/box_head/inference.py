@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from rcnn.layers import batched_nms
+from rcnn.layers import batched_nms_top_k
 from rcnn.modeling.box_coder import BoxCoder
 from rcnn.modeling.utils import group_sizes
 from rcnn.structures.bounding_box import TO_REMOVE, BoxList
@@ -74,8 +74,14 @@ class PostProcessor:
         det_boxes = proposals[rows, cls]
         det_scores = class_prob[rows, cls]
         det_images = image_idx[rows]
-        keep = batched_nms(
-            legacy_nms_boxes(det_boxes), det_scores, det_images * num_classes + cls, self.nms
+        keep = batched_nms_top_k(
+            legacy_nms_boxes(det_boxes),
+            det_scores,
+            det_images * num_classes + cls,
+            self.nms,
+            det_images,
+            len(boxes),
+            self.detections_per_img,
         )
         # Group by image; within an image keep the score order of NMS.
         keep = keep[torch.argsort(det_images[keep], stable=True)]
