@@ -197,3 +197,24 @@ def test_native_op_takes_an_nchw_map_with_one_copy_forward_and_back(ops_mode, dt
     want = torchvision.ops.roi_align(features.detach().float(), rois, 7, 0.5, 2, False)
     tol = 1e-5 if dtype == torch.float32 else HALF_TOLERANCE[dtype]
     torch.testing.assert_close(out.detach().float(), want, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_native_op_reads_a_half_map_as_it_is_where_no_gradient_flows(ops_mode, dtype):
+    """Inference: no float32 copy of the map (P2's is the largest cast of a bf16 step), the
+    taps still summed in float32 to within one unit in the last place of the output."""
+    ops_mode("native")
+    gen = torch.Generator().manual_seed(4)
+    features = torch.randn(2, 64, 40, 48, generator=gen).to(dtype)
+    features = features.contiguous(memory_format=torch.channels_last)
+    rois = random_rois(gen, 40, 2, 40, 48, 0.5, zero_area=0.0)
+    roi_align(features, rois, 7, 0.5, 0, False)  # the choice's preflight: not counted
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    profiler = torch.profiler.profile(activities=activities, record_shapes=True)
+    with torch.inference_mode(), profiler as prof:
+        out = roi_align(features, rois, 7, 0.5, 0, False)
+    shapes = [e.input_shapes[0] for e in prof.events() if e.name == "aten::copy_"]
+    assert not [s for s in shapes if s and torch.Size(s).numel() == features.numel()]
+    want = torchvision.ops.roi_align(features.float(), rois, 7, 0.5, 0, False)
+    tol = HALF_TOLERANCE[dtype]
+    torch.testing.assert_close(out.float(), want, rtol=tol, atol=tol)

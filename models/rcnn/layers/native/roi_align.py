@@ -65,11 +65,13 @@ def roi_align(
 ) -> Tensor:
     """RoIAlign of `input` [N, C, H, W] over `rois` [K, 5] (batch index, x1, y1, x2, y2).
 
-    Computes in `input`'s dtype; callers pass float32 or float64.
+    Positions and weights are computed in the wider of `rois`' and `input`'s dtypes (callers
+    pass float32 or float64 rois); the taps are summed in float32 or wider (embedding_bag does
+    for bfloat16 and float16 maps on the host) and returned in `input`'s dtype.
     """
     pooled_h, pooled_w = _pair(output_size)
     _, channels, height, width = input.shape
-    dtype = input.dtype
+    dtype = torch.promote_types(input.dtype, rois.dtype)
     rois = rois.to(dtype)
     offset = 0.5 if aligned else 0.0
     x1 = rois[:, 1] * spatial_scale - offset
@@ -113,8 +115,9 @@ def roi_align(
         sizes.append(torch.full((bins,), bag, dtype=torch.int64, device=input.device))
         order.append(idx)
     indices, offsets = bags(taps, sizes)
+    weights = torch.cat(weights).to(input.dtype)
     out = torch.nn.functional.embedding_bag(
-        indices, features, offsets, mode="sum", per_sample_weights=torch.cat(weights)
+        indices, features, offsets, mode="sum", per_sample_weights=weights
     )
     out = out.view(-1, pooled_h, pooled_w, channels)
     if len(order) > 1:
