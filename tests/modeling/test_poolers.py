@@ -1,5 +1,6 @@
 """Pooler: FPN level mapping (canonical 224 at level 4, +1 areas) and per-level ROIAlign."""
 
+import pytest
 import torch
 from torchvision.ops import roi_align
 
@@ -13,6 +14,18 @@ def test_level_mapping():
     boxes = torch.tensor([[0.0, 0.0, s - 1, s - 1] for s in sides])
     levels = LevelMapper(2, 5)([BoxList(boxes, (1200, 1200))])
     assert levels.tolist() == [0, 0, 1, 2, 3, 3]
+
+
+def test_a_box_of_nan_size_still_gets_a_level():
+    """The pooler fills only the rows its levels pool (no zero fill): every box needs one."""
+    boxes = torch.tensor([[0.0, 0.0, float("nan"), 10.0], [0.0, 0.0, float("inf"), 10.0]])
+    levels = LevelMapper(2, 5)([BoxList(boxes, (100, 100))])
+    assert levels.tolist() == [0, 3]
+
+
+def test_scales_with_a_gap_are_refused():
+    with pytest.raises(ValueError, match="consecutive"):
+        Pooler(7, (0.25, 0.0625), 2)
 
 
 def test_pooler_routes_each_box_to_its_level():

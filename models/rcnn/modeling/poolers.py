@@ -34,7 +34,8 @@ class LevelMapper:
         s = torch.sqrt(torch.cat([b.area() for b in boxlists]))
         target_lvls = torch.floor(self.lvl0 + torch.log2(s / self.s0 + self.eps))
         target_lvls = torch.clamp(target_lvls, min=self.k_min, max=self.k_max)
-        return target_lvls.to(torch.int64) - self.k_min
+        # A NaN size gets a level too: the pooler fills only the rows its levels pool.
+        return target_lvls.nan_to_num_(self.k_min).to(torch.int64) - self.k_min
 
 
 def convert_to_roi_format(boxes: Sequence[BoxList]) -> torch.Tensor:
@@ -68,6 +69,8 @@ class Pooler(nn.Module):
         # Levels from the scales: 1/4 -> 2, ..., 1/32 -> 5.
         lvl_min = -math.log2(scales[0])
         lvl_max = -math.log2(scales[-1])
+        if round(lvl_max) - round(lvl_min) + 1 != len(scales):
+            raise ValueError(f"pooler scales {list(scales)} are not consecutive powers of 1/2")
         self.map_levels = LevelMapper(round(lvl_min), round(lvl_max))
 
     def forward(self, x: Sequence[torch.Tensor], boxes: Sequence[BoxList]) -> torch.Tensor:
@@ -76,7 +79,8 @@ class Pooler(nn.Module):
         if len(self.poolers) == 1:
             return self.poolers[0](x[0], rois)
         levels = self.map_levels(boxes)
-        result = x[0].new_zeros((rois.shape[0], x[0].shape[1], *self.output_size))
+        # Every roi maps to one of the poolers' levels (LevelMapper clamps): no fill needed.
+        result = x[0].new_empty((rois.shape[0], x[0].shape[1], *self.output_size))
         # x may hold extra levels (P6 for the RPN) that no pooler reads.
         for level, (feature, pooler) in enumerate(zip(x, self.poolers, strict=False)):
             idx = torch.nonzero(levels == level).squeeze(1)

@@ -62,7 +62,7 @@ class FPN(nn.Module):
             lateral = getattr(self, inner_name)(feature)
             # Upsample to the lateral's size: equals x2 nearest when sizes divide evenly.
             top_down = F.interpolate(last_inner, size=lateral.shape[-2:], mode="nearest")
-            last_inner = lateral + top_down
+            last_inner = lateral.add_(top_down)  # the lateral is fresh: no P2-sized sum
             results.insert(0, getattr(self, layer_name)(last_inner))
         if self.top_blocks is not None:
             results.extend(self.top_blocks(results))

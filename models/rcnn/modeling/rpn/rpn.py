@@ -33,7 +33,8 @@ class RPNHead(nn.Module):
     def forward(self, x: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         logits, bbox_reg = [], []
         for feature in x:
-            t = F.relu(self.conv(feature))
+            # in place: a fresh 256-channel map per level (P2's is the largest of the head)
+            t = F.relu(self.conv(feature), inplace=True)
             logits.append(self.cls_logits(t))
             bbox_reg.append(self.bbox_pred(t))
         return logits, bbox_reg
