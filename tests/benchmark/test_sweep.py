@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+import torch
+
 from benchmark.__main__ import main
 from benchmark.commands import sweep
 from benchmark.record import failed_record, read_records, write_run
@@ -109,7 +112,11 @@ def test_compile_and_channels_last_are_axes_and_an_uncompilable_device_skips(tmp
     )
 
 
-def test_the_layout_axis_defaults_to_the_adapters_fastest_layout_per_mode(tmp_path):
+@pytest.mark.parametrize(("capability", "trains_nhwc"), [("AVX2", False), ("AVX512", True)])
+def test_the_layout_axis_defaults_to_the_adapters_fastest_layout_per_mode(
+    tmp_path, monkeypatch, capability, trains_nhwc
+):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     # fp16 on the CPU is refused, so every cell is a skipped record: no model runs
     argv = [*TINY, "--mode", "both", "--precisions", "fp16", "--cards", "1", "--batches", "1"]
     assert main(["sweep", *argv, "--results", str(tmp_path)]) == 0
@@ -117,7 +124,8 @@ def test_the_layout_axis_defaults_to_the_adapters_fastest_layout_per_mode(tmp_pa
     layouts = {r["mode"]: (r["channels_last"], r["command"]) for r in records}
     assert problems == [] and set(layouts) == {"train", "infer"}
     assert layouts["infer"][0] is True and "--channels-last on" in layouts["infer"][1]
-    assert layouts["train"][0] is False and "--channels-last off" in layouts["train"][1]
+    train_flag = f"--channels-last {'on' if trains_nhwc else 'off'}"
+    assert layouts["train"][0] is trains_nhwc and train_flag in layouts["train"][1]
 
 
 def test_a_failing_cell_does_not_stop_the_sweep(tmp_path, monkeypatch, capsys):
