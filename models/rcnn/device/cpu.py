@@ -69,8 +69,8 @@ class CpuAdapter(DeviceAdapter):
     @property
     def channels_last_modes(self) -> frozenset[str]:  # type: ignore[override]
         """oneDNN's convolutions run faster in NHWC (README, compare table); its NHWC backward
-        does on AVX-512 hosts (training 1.14x fp32, 1.24x bf16 there) but measured 4.6x slower
-        on an AVX2 host, which trains in NCHW."""
+        does where torch runs its AVX-512 kernels but measured far slower on an AVX2 host,
+        which trains in NCHW (README, the training-layout row)."""
         return frozenset({"infer", "train"}) if onednn_trains_nhwc() else frozenset({"infer"})
 
     def unavailable_reason(self) -> str | None:
