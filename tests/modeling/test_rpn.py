@@ -4,7 +4,8 @@ import torch
 
 from rcnn.modeling.box_coder import BoxCoder
 from rcnn.modeling.rpn.anchor_generator import AnchorGenerator, generate_anchors
-from rcnn.modeling.rpn.inference import RPNPostProcessor, rank_within_groups
+from rcnn.modeling.rpn.inference import RPNPostProcessor
+from rcnn.modeling.utils import rank_within_groups
 
 
 def test_cell_anchors_match_detectron():

@@ -86,7 +86,7 @@ def build_model(session: Session) -> torch.nn.Module:
     if not cfg.MODEL.COMPILE:
         return build_detection_model(cfg).to(session.device)
     backend = compile_backend(session.adapter)
-    model = build_detection_model(cfg, backend, session.adapter.compile_shapes)
+    model = build_detection_model(cfg, backend, session.compile_shapes)
     return model.to(session.device)
 
 

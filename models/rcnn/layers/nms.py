@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from rcnn.device import on_host
+from rcnn.modeling.utils import group_sizes, rank_within_groups
 
 from . import dispatch
 from .precision import autocast_off, compute_dtype
@@ -98,16 +99,16 @@ def batched_nms_top_k(
     if k <= 0 or not on_host(boxes.device) or boxes.shape[0] <= prefix:
         return batched_nms(boxes, scores, idxs, iou_threshold)
     by_score = torch.sort(scores, descending=True, stable=True).indices
-    rank, counts = _ranks(
-        images, by_score[torch.sort(images[by_score], stable=True).indices], num_images
-    )
+    rank = torch.empty_like(images)
+    rank[by_score] = rank_within_groups(images[by_score], num_images)  # place in its image
+    counts = group_sizes(images, num_images)
     while True:
         chosen = torch.nonzero(rank < prefix).squeeze(1)  # in input order: ties keep it
         keep = chosen[batched_nms(boxes[chosen], scores[chosen], idxs[chosen], iou_threshold)]
         if prefix >= int(counts.max()):
             return keep
         kept_images = images[keep]  # keep is in score order
-        kept_rank = _ranks(kept_images, torch.sort(kept_images, stable=True).indices, num_images)[0]
+        kept_rank = rank_within_groups(kept_images, num_images)
         kth = torch.full((num_images,), float("-inf"), dtype=torch.float64)
         kept_scores = scores[keep].double()
         kth.scatter_reduce_(0, kept_images, kept_scores.where(kept_rank == k - 1, kth[0]), "amax")
@@ -117,12 +118,3 @@ def batched_nms_top_k(
         if bool(((kth > first_out) | (counts <= prefix)).all()):
             return keep
         prefix *= 4
-
-
-def _ranks(groups: Tensor, order: Tensor, num_groups: int) -> tuple[Tensor, Tensor]:
-    """Each element's place within its group when `order` (grouped by group) lists them, and
-    each group's size."""
-    counts = torch.bincount(groups, minlength=num_groups)
-    rank = torch.empty_like(groups)
-    rank[order] = torch.arange(groups.shape[0]) - (counts.cumsum(0) - counts)[groups[order]]
-    return rank, counts

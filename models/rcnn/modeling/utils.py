@@ -29,3 +29,20 @@ def group_sizes(
     ones = torch.ones_like(groups) if counted is None else counted.long()
     sizes = torch.zeros(num_groups, dtype=torch.int64, device=groups.device)
     return sizes.index_add_(0, groups, ones)
+
+
+def rank_within_groups(groups: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
+    """For each element, how many earlier elements share its group (0 for the first); with
+    `num_groups` (ids below it) nothing waits on the card."""
+    if groups.numel() == 0:
+        return groups.clone()
+    order = torch.argsort(groups, stable=True)
+    sorted_groups = groups[order]
+    if num_groups is None:
+        counts = torch.bincount(sorted_groups)
+    else:
+        counts = group_sizes(sorted_groups, num_groups)
+    starts = torch.cumsum(counts, 0) - counts
+    ranks = torch.empty_like(groups)
+    ranks[order] = torch.arange(groups.numel(), device=groups.device) - starts[sorted_groups]
+    return ranks

@@ -12,26 +12,9 @@ import torch
 
 from rcnn.layers import batched_nms
 from rcnn.modeling.box_coder import BoxCoder
-from rcnn.modeling.utils import group_sizes, permute_and_flatten
+from rcnn.modeling.utils import group_sizes, permute_and_flatten, rank_within_groups
 from rcnn.structures.bounding_box import TO_REMOVE, BoxList
 from rcnn.structures.boxlist_ops import cat_boxlist, legacy_nms_boxes
-
-
-def rank_within_groups(groups: torch.Tensor, num_groups: int | None = None) -> torch.Tensor:
-    """For each element, how many earlier elements share its group (0 for the first); with
-    `num_groups` (ids below it) nothing waits on the card."""
-    if groups.numel() == 0:
-        return groups.clone()
-    order = torch.argsort(groups, stable=True)
-    sorted_groups = groups[order]
-    if num_groups is None:
-        counts = torch.bincount(sorted_groups)
-    else:
-        counts = group_sizes(sorted_groups, num_groups)
-    starts = torch.cumsum(counts, 0) - counts
-    ranks = torch.empty_like(groups)
-    ranks[order] = torch.arange(groups.numel(), device=groups.device) - starts[sorted_groups]
-    return ranks
 
 
 def first_in_groups(selected: torch.Tensor, groups: torch.Tensor, top_n: int) -> torch.Tensor:
