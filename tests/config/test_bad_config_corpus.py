@@ -103,6 +103,9 @@ RANGES = [
     ("SOLVER.TARGET_BBOX_AP", "1.5", "between 0.0 (off) and 1.0"),
     ("MODEL.ROI_BOX_HEAD.NUM_CLASSES", "1", "at least 2"),
     ("TEST.DETECTIONS_PER_IMG", "0", "at least 1"),
+    ("MODEL.ROI_BOX_HEAD.POOLER_SCALES", "(0.25, 0.0625)", "positive scales, each half the last"),
+    ("MODEL.ROI_MASK_HEAD.POOLER_SCALES", "()", "positive scales, each half the last"),
+    ("MODEL.ROI_MASK_HEAD.POOLER_SCALES", "(0.25, 0.0)", "positive scales, each half the last"),
 ]
 
 

@@ -92,6 +92,16 @@ def _finite_in(low: float, high: float) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, int | float) and math.isfinite(v) and low <= v <= high
 
 
+def _halving_scales(value: Any) -> bool:
+    """Pooler scales, finest first, each half the one before (one per FPN level, 1/4..1/32)."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    if not all(isinstance(v, (int, float)) and v > 0 for v in value):
+        return False
+    levels = [math.log2(v) for v in value]
+    return all(math.isclose(a - b, 1.0) for a, b in zip(levels, levels[1:], strict=False))
+
+
 # key -> (test, what it must be)
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "INPUT.MIN_SIZE_TRAIN": (_positive_ints, "one or more positive sizes in pixels"),
@@ -111,6 +121,10 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "SOLVER.TARGET_BBOX_AP": (_finite_in(0.0, 1.0), "between 0.0 (off) and 1.0"),
     "MODEL.ROI_BOX_HEAD.NUM_CLASSES": (_at_least(2), "at least 2 (background + 1 class)"),
     "TEST.DETECTIONS_PER_IMG": (_at_least(1), "at least 1"),
+    **{
+        f"MODEL.{head}.POOLER_SCALES": (_halving_scales, "positive scales, each half the last")
+        for head in ("ROI_BOX_HEAD", "ROI_MASK_HEAD")
+    },
 }
 
 
